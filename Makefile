@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both set up everything they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.example.yaml
+# Debian packages the daemon needs at run time, and those the tests need on top (command:package).
+RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
+TEST_PACKAGES := $(RUN_PACKAGES)
+
+.PHONY: run test lint check-config system-packages clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Reinstalled only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	@scripts/ensure-debian-packages $(RUN_PACKAGES)
+	exec $(BIN)/aniworld-daemon run -c $(CONFIG)
+
+check-config: $(VENV)/.installed
+	$(BIN)/aniworld-daemon check-config -c $(CONFIG)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check aniworld_daemon tests
+	$(BIN)/ruff format --check aniworld_daemon tests
+	$(BIN)/mypy
+
+test: $(VENV)/.installed
+	@scripts/ensure-debian-packages $(TEST_PACKAGES)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
