@@ -1,0 +1,252 @@
+"""The composition root: builds every component, starts them in order, stops them in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from aniworld_daemon import __version__
+from aniworld_daemon.config import Config, load_config
+from aniworld_daemon.errors import AniworldError, ConfigError
+from aniworld_daemon.events import EventBus, ServerShutdown
+from aniworld_daemon.store import Database
+from aniworld_daemon.systemd import SystemdNotifier
+from aniworld_daemon.web.server import HealthReport, HealthStatus, WebServer
+
+LOGGER = logging.getLogger(__name__)
+
+DB_FILE = "aniworld.db"
+STOP_TIMEOUT = 30.0  # the whole stop, all components together
+# Changing these needs a restart; everything else is applied by a reload (SIGHUP).
+RESTART_FIELDS = ("data_dir", "api")
+
+
+class Application:
+    """Owns every component and background task of one daemon instance."""
+
+    def __init__(self, config: Config, *, notifier: SystemdNotifier | None = None, verbose: bool = False) -> None:
+        self.config = config
+        self._verbose = verbose  # -v wins over logging.level, also across reloads
+        self.bus = EventBus()
+        self.db = Database(config.data_dir / DB_FILE)
+        self.notifier = notifier or SystemdNotifier()
+        self.web = WebServer(config.api, version=__version__, health=self.health)
+        self.started_at: float | None = None
+        self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every component in order; on failure, stop what had started and re-raise."""
+        LOGGER.info("Starting aniworld-daemon %s with %s", __version__, self.config.source)
+        try:
+            await asyncio.to_thread(self._prepare_directories)
+            await self._start_step("store", self.db.open, self.db.close)
+            # The web server is bound last: once it answers, everything behind it is ready.
+            await self._start_step("web", self.web.start, self.web.stop)
+        except BaseException:
+            await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
+            raise
+        self.started_at = time.time()
+
+    def _prepare_directories(self) -> None:
+        for path in (self.config.data_dir, self.config.library.path):
+            if not path.is_dir():
+                LOGGER.info("Creating %s", path)
+                path.mkdir(parents=True, exist_ok=True)
+
+    async def _start_step(
+        self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        LOGGER.debug("Starting %s", name)
+        await start()
+        self._stop_stack.append((name, stop))
+
+    async def stop(self) -> None:
+        """Stop components in reverse order within STOP_TIMEOUT, then cancel leftover background tasks."""
+        if self._stopping:
+            return
+        self._stopping = True
+        deadline = time.monotonic() + STOP_TIMEOUT
+        self.notifier.stopping()
+        self.bus.emit(ServerShutdown())
+        await self.bus.drain()
+        await self._stop_components(deadline)
+        await self._cancel_tasks()
+        self.notifier.close()
+        LOGGER.info("Stopped")
+
+    async def _stop_components(self, deadline: float) -> None:
+        while self._stop_stack:
+            name, stop = self._stop_stack.pop()
+            remaining = max(0.1, deadline - time.monotonic())
+            LOGGER.debug("Stopping %s", name)
+            try:
+                await asyncio.wait_for(stop(), timeout=remaining)
+            except TimeoutError:
+                LOGGER.error("Stopping %s took longer than the stop budget; abandoned", name)
+            except Exception:
+                LOGGER.exception("Stopping %s failed", name)
+
+    # -- background tasks -----------------------------------------------------------------------------------------
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run `coro` as a named background task: tracked, its failure logged, cancelled on stop."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            LOGGER.error("Background task %s failed", task.get_name(), exc_info=error)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- health, reload -------------------------------------------------------------------------------------------
+
+    async def health(self) -> HealthReport:
+        """Run the cheap health checks behind /health."""
+        if not await self.db.ping():
+            return HealthReport(HealthStatus.UNHEALTHY, ("database unavailable",))
+        problems = []
+        library = self.config.library.path
+        if not os.access(library, os.W_OK | os.X_OK):
+            problems.append(f"library {library} is missing or not writable")
+        return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, tuple(problems))
+
+    async def reload(self) -> bool:
+        """Re-read and re-validate the config file; an invalid file is refused and the running config kept."""
+        LOGGER.info("Reloading %s", self.config.source)
+        try:
+            new = await asyncio.to_thread(load_config, self.config.source)
+        except ConfigError as err:
+            LOGGER.error("Reload refused, keeping the running configuration; %d problem(s):", len(err.errors))
+            for line in err.errors:
+                LOGGER.error("  %s", line)
+            self.notifier.status("Running; last reload refused (invalid configuration)")
+            return False
+        for name in RESTART_FIELDS:
+            if getattr(new, name) != getattr(self.config, name):
+                LOGGER.warning("Changes to '%s' take effect after a restart", name)
+        self.config = new
+        apply_log_level(new.logging.level, verbose=self._verbose)
+        self.notifier.status(self.status_line())
+        LOGGER.info("Reloaded configuration")
+        return True
+
+    def status_line(self) -> str:
+        """A one-line summary for `systemctl status`."""
+        addresses = ", ".join(f"{host}:{port}" for host, port in self.web.addresses)
+        return f"Running; {len(self.config.series)} series configured; HTTP on {addresses}"
+
+    # -- the daemon's main ----------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, stop; SIGHUP reloads. Returns the process exit status."""
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_log_loop_exception)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.create_task(self.reload(), name="reload"))
+        try:
+            try:
+                await self.start()
+            except AniworldError as err:
+                LOGGER.error("Start-up failed: %s", err.message)
+                return 1
+            self.notifier.ready(self.status_line())
+            if (interval := self.notifier.watchdog_interval) is not None:
+                self.create_task(self._watchdog(interval), name="systemd-watchdog")
+            LOGGER.info("Ready")
+            await self._stop_requested.wait()
+            await self.stop()
+            return 0
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    def _request_stop(self, sig: signal.Signals) -> None:
+        if self._stop_requested.is_set():
+            LOGGER.info("Already stopping (got %s again)", sig.name)
+            return
+        LOGGER.info("Got %s, stopping", sig.name)
+        self._stop_requested.set()
+
+    async def _watchdog(self, interval: float) -> None:
+        # Pinging from the loop itself means a blocked loop stops the pings and systemd restarts us.
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    error = context.get("exception")
+    LOGGER.error("Unhandled error in the event loop: %s", context.get("message", "unknown"), exc_info=error)
+
+
+# -- logging ----------------------------------------------------------------------------------------------------
+
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """`<priority>logger: message` lines so journald keeps the level; journald adds the time itself."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Prefix the syslog priority of the record's level."""
+        priority = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return f"<{priority}>{super().format(record)}"
+
+
+def logging_to_journal() -> bool:
+    """True when stderr is systemd's journal stream (JOURNAL_STREAM names our stderr's device and inode)."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        stat = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return bool(expected) and expected == f"{stat.st_dev}:{stat.st_ino}"
+
+
+def configure_logging(level: str, *, verbose: bool = False) -> None:
+    """Readable lines on stderr, or journald-style priority lines when run by systemd."""
+    handler = logging.StreamHandler(sys.stderr)
+    if logging_to_journal():
+        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    apply_log_level(level, verbose=verbose)
+
+
+def apply_log_level(level: str, *, verbose: bool = False) -> None:
+    """Set the root level (debug when -v was given) and quiet chatty libraries below debug."""
+    effective = logging.DEBUG if verbose else logging.getLevelName(level.upper())
+    logging.getLogger().setLevel(effective)
+    quiet = logging.DEBUG if effective <= logging.DEBUG else logging.WARNING
+    for name in ("aiohttp.access", "aiosqlite", "apscheduler"):
+        logging.getLogger(name).setLevel(quiet)

@@ -1,0 +1,153 @@
+"""The aiohttp server: app factory, error middleware, route table; bound last during start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from aiohttp import web
+
+from aniworld_daemon.config import ApiConfig
+from aniworld_daemon.errors import (
+    AniworldError,
+    Blocked,
+    ConfigError,
+    ConflictError,
+    HosterError,
+    NotFound,
+    NotFoundError,
+    ProviderError,
+    StorageError,
+    ValidationError,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+# The one place where errors become HTTP statuses; the most specific class in an error's MRO wins.
+HTTP_STATUS: dict[type[AniworldError], int] = {
+    AniworldError: 500,
+    ValidationError: 422,
+    ConfigError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    NotFound: 404,
+    ProviderError: 503,
+    Blocked: 503,
+    HosterError: 503,
+    StorageError: 503,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    429: "rate_limited",
+}
+
+
+class HealthStatus(StrEnum):
+    """Overall health as served by /health."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The result of the health checks."""
+
+    status: HealthStatus
+    problems: tuple[str, ...] = ()
+
+
+def status_for(error: AniworldError) -> int:
+    """The HTTP status for an error of the tree."""
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]
+    return 500
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
+    """The JSON error body of the API contract."""
+    return web.json_response({"error": {"code": code, "message": message, "details": details or {}}}, status=status)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Render every failure as the contract's JSON error; never leak exception text of unexpected errors."""
+    try:
+        return await handler(request)
+    except AniworldError as err:
+        status = status_for(err)
+        if status >= 500:
+            LOGGER.warning("%s %s failed: [%s] %s", request.method, request.path, err.code, err.message)
+        return error_response(status, err.code, err.message, err.details)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        code = _HTTP_CODES.get(err.status, "http_error")
+        return error_response(err.status, code, err.reason, {"path": request.path})
+    except Exception:
+        LOGGER.exception("Unhandled error in %s %s", request.method, request.path)
+        return error_response(500, AniworldError.code, "internal error; see the daemon log")
+
+
+class WebServer:
+    """Owns the aiohttp application and its listening socket."""
+
+    def __init__(self, config: ApiConfig, *, version: str, health: Callable[[], Awaitable[HealthReport]]) -> None:
+        self._config = config
+        self._version = version
+        self._health = health
+        self.app = self._build_app()
+        self._runner: web.AppRunner | None = None
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(middlewares=[error_middleware])
+        app.router.add_get("/health", self._handle_health)
+        return app
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs once started."""
+        if self._runner is None:
+            return []
+        return [(str(address[0]), int(address[1])) for address in self._runner.addresses]
+
+    async def start(self) -> None:
+        """Bind the socket and start serving."""
+        # aiohttp's default access logger ("aiohttp.access") is quieted below debug: /health is polled often.
+        runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=5)
+        await runner.setup()
+        site = web.TCPSite(runner, self._config.host, self._config.port)
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise AniworldError(
+                f"cannot listen on {self._config.host}:{self._config.port}: {err.strerror or err}"
+                " (is another instance running? change api.port)"
+            ) from err
+        self._runner = runner
+        LOGGER.info("Listening on http://%s:%d", self._config.host, self._config.port)
+
+    async def stop(self) -> None:
+        """Stop accepting connections and close open ones."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _handle_health(self, request: web.Request) -> web.Response:
+        report = await self._health()
+        body: dict[str, Any] = {"status": report.status.value, "version": self._version}
+        if report.problems:
+            body["problems"] = list(report.problems)
+        return web.json_response(body, status=503 if report.status is HealthStatus.UNHEALTHY else 200)
