@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.example.yaml
 # Debian packages the daemon needs at run time, and those the tests need on top (command:package).
 RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
-TEST_PACKAGES := $(RUN_PACKAGES)
+TEST_PACKAGES := $(RUN_PACKAGES) jq:jq
 
 .PHONY: run test lint check-config system-packages clean
 
@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# On a terminal the daemon runs as its own foreground job (set -m), so Ctrl-C reaches only the daemon: it stops
+# cleanly and `make run` exits with the daemon's status (0) instead of make's "Interrupt" (130).
 run: $(VENV)/.installed
 	@scripts/ensure-debian-packages $(RUN_PACKAGES)
-	exec $(BIN)/aniworld-daemon run -c $(CONFIG)
+	@bash -c 'if [ -t 0 ]; then set -m; fi; $(BIN)/aniworld-daemon run -c "$(CONFIG)"; exit $$?'
 
 check-config: $(VENV)/.installed
 	$(BIN)/aniworld-daemon check-config -c $(CONFIG)

@@ -185,8 +185,13 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------
 # Named validators: each returns the normalised value or raises vol.Invalid with a message telling what to type
 def rescan_schedule(value: Any) -> RescanSchedule:
-    """A crontab string, {time: HH:MM, days: [...]} or {every: duration}."""
+    """A crontab, 'every 6h', '03:00' or '03:00 mon,thu' (strings fit the add-on), or the mapping forms."""
     if isinstance(value, str):
+        words = value.split(maxsplit=1)
+        if words and words[0].lower() == "every":
+            return IntervalSchedule(duration(words[1] if len(words) > 1 else ""))
+        if words and ":" in words[0]:
+            return rescan_schedule({"time": words[0], **({"days": words[1]} if len(words) > 1 else {})})
         return CronSchedule(crontab(value))
     if isinstance(value, dict) and "every" in value:
         every = section({vol.Required("every"): duration})(value)["every"]
@@ -194,7 +199,10 @@ def rescan_schedule(value: Any) -> RescanSchedule:
     if isinstance(value, dict) and "time" in value:
         checked = section({vol.Required("time"): clock, vol.Optional("days", default=list(WEEKDAYS)): weekdays})(value)
         return DailySchedule(checked["time"], tuple(checked["days"]))
-    raise vol.Invalid("expected a crontab like '0 3 * * *', {time: '03:00', days: [mon, thu]} or {every: 6h}")
+    raise vol.Invalid(
+        "expected a crontab like '0 3 * * *', 'every 6h', '03:00 mon,thu', {time: '03:00', days: [mon, thu]} "
+        "or {every: 6h}"
+    )
 
 
 def series_entry(value: Any) -> SeriesConfig:

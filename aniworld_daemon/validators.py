@@ -134,8 +134,8 @@ def size(value: Any) -> int:
 
 
 def optional_size(value: Any) -> int | None:
-    """A size, or null for 'no limit'."""
-    return None if value is None else size(value)
+    """A size, or null (or an empty string, as the add-on sends cleared fields) for 'no limit'."""
+    return None if value in (None, "") else size(value)
 
 
 def crontab(value: Any) -> str:
@@ -158,8 +158,8 @@ def clock(value: Any) -> dt_time:
 
 
 def window(value: Any) -> tuple[dt_time, dt_time] | None:
-    """A daily window HH:MM-HH:MM (may wrap midnight), or null for 'any time'."""
-    if value is None:
+    """A daily window HH:MM-HH:MM (may wrap midnight), or null/empty for 'any time'."""
+    if value in (None, ""):
         return None
     parts = value.split("-") if isinstance(value, str) else []
     if len(parts) != 2 or not all(CLOCK_RE.match(part.strip()) for part in parts):

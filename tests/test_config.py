@@ -348,13 +348,29 @@ def test_full_config_values(write_config: Callable[[str], Path], monkeypatch: py
     assert "s3cret-mqtt" not in repr(config)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'0 3 * * *'", CronSchedule("0 3 * * *")),
+        ("every 6h", IntervalSchedule(timedelta(hours=6))),
+        ("'03:00'", DailySchedule(time(3), ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))),
+        ("'03:00 mon,thu'", DailySchedule(time(3), ("mon", "thu"))),
+        ("{every: 1s}", IntervalSchedule(timedelta(seconds=1))),
+        ("{time: '23:59', days: [sun]}", DailySchedule(time(23, 59), ("sun",))),
+    ],
+)
+def test_rescan_schedule_forms(write_config: Callable[[str], Path], text: str, expected: object) -> None:
+    assert load_config(write_config(LIB + f"schedule:\n  rescan: {text}\n")).schedule.rescan == expected
+
+
 def test_addon_options_json(write_config: Callable[[str], Path]) -> None:
     """The add-on's options.json: JSON input, lists as comma-separated strings, empty optional strings."""
     options = {
         "library": {"path": "/media/anime", "write_nfo": True},
         "data_dir": "/data",
         "provider": {"languages": "de-dub, de-sub", "hosters": "voe,vidoza", "cooldown": "30m"},
-        "schedule": {"rescan": {"every": "6h"}, "run_on_start": False},
+        "downloads": {"window": "", "rate_limit": ""},
+        "schedule": {"rescan": "every 6h", "run_on_start": False},
         "series": [{"url": "https://aniworld.to/anime/stream/kaiju-no-8", "seasons": "1,2", "languages": "de-sub"}],
         "api": {"host": "0.0.0.0", "port": 8099, "password": ""},
         "mqtt": {"host": "core-mosquitto", "port": 1883, "username": "addons", "password": "pw1234"},
@@ -368,6 +384,7 @@ def test_addon_options_json(write_config: Callable[[str], Path]) -> None:
     assert config.series[0].seasons == (1, 2)
     assert config.series[0].languages == (Language.DE_SUB,)
     assert config.api.password is None
+    assert (config.downloads.window, config.downloads.rate_limit) == (None, None)
     assert (config.mqtt.enabled, config.mqtt.host, config.mqtt.username) == (True, "core-mosquitto", "addons")
 
 
