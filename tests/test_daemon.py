@@ -165,8 +165,10 @@ def test_port_in_use_exits_with_a_clear_error(
         blocker.listen()
         process = daemon(write_config(minimal_config(port)))
         assert process.wait(timeout=30) == 1
-    assert f"Start-up failed: cannot listen on 127.0.0.1:{port}" in process.log
-    assert "change api.port" in process.log
+    assert (
+        f"Start-up failed: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(is another instance running? change api.port)"
+    ) in process.log
 
 
 def test_version() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -132,8 +133,9 @@ class WebServer:
             await site.start()
         except OSError as err:
             await runner.cleanup()
+            reason = os.strerror(err.errno) if err.errno else str(err)
             raise AniworldError(
-                f"cannot listen on {self._config.host}:{self._config.port}: {err.strerror or err}"
+                f"cannot listen on {self._config.host}:{self._config.port}: {reason}"
                 " (is another instance running? change api.port)"
             ) from err
         self._runner = runner
