@@ -41,6 +41,7 @@ from aniworld_daemon.validators import (
     series_key,
     series_url,
     size,
+    unique_list,
     weekdays,
     window,
 )
@@ -235,29 +236,8 @@ def series_entry(value: Any) -> SeriesConfig:
     )
 
 
-def series_list(value: Any) -> list[SeriesConfig]:
-    """The followed series; each key at most once."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise vol.Invalid("expected a list of series (lines starting with '- ')")
-    result: list[SeriesConfig] = []
-    errors: list[vol.Invalid] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(value):
-        try:
-            item = series_entry(entry)
-        except vol.Invalid as err:
-            err.prepend([index])
-            errors.append(err)
-            continue
-        if item.key in seen:
-            errors.append(QuotedInvalid(f"series '{item.key}' is listed twice (also entry {seen[item.key]})", [index]))
-        seen.setdefault(item.key, index)
-        result.append(item)
-    if errors:
-        raise vol.MultipleInvalid(errors)
-    return result
+# The followed series, each key at most once; `series:` left empty means none.
+series_list = unique_list(series_entry, "series", key=lambda series: series.key, allow_empty=True)
 
 
 def api_key(value: Any) -> str | None:

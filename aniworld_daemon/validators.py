@@ -176,7 +176,7 @@ def _items(value: Any) -> list[Any]:
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list):
         return value
-    raise vol.Invalid("expected a list")
+    raise vol.Invalid("expected a list (lines starting with '- ', or comma-separated text)")
 
 
 def one_of(kind: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
@@ -192,16 +192,23 @@ def one_of(kind: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     return validate
 
 
-def unique_list(item: Callable[[Any], Any], kind: str) -> Callable[[Any], list[Any]]:
-    """A non-empty list without duplicates, each item validated by `item`."""
+def unique_list(
+    item: Callable[[Any], Any],
+    kind: str,
+    *,
+    key: Callable[[Any], Any] | None = None,
+    allow_empty: bool = False,
+) -> Callable[[Any], list[Any]]:
+    """A list whose items pass `item` and are unique (by `key`); non-empty unless `allow_empty`."""
     item_schema = vol.Schema(item)
 
     def validate(value: Any) -> list[Any]:
-        items = _items(value)
-        if not items:
+        items = [] if value is None and allow_empty else _items(value)
+        if not items and not allow_empty:
             raise vol.Invalid(f"expected at least one {kind}")
         result: list[Any] = []
         errors: list[vol.Invalid] = []
+        seen: dict[Any, int] = {}
         for index, entry in enumerate(items):
             try:
                 checked = item_schema(entry)
@@ -209,8 +216,11 @@ def unique_list(item: Callable[[Any], Any], kind: str) -> Callable[[Any], list[A
                 err.prepend([index])
                 errors.append(err)
                 continue
-            if checked in result:
-                errors.append(QuotedInvalid(f"{kind} '{checked}' is listed twice", path=[index]))
+            identity = checked if key is None else key(checked)
+            if identity in seen:
+                message = f"{kind} '{identity}' is listed twice (also entry {seen[identity]})"
+                errors.append(QuotedInvalid(message, path=[index]))
+            seen.setdefault(identity, index)
             result.append(checked)
         if errors:
             raise vol.MultipleInvalid(errors)

@@ -148,6 +148,16 @@ BAD_CONFIGS = [
         ["{f}:5: series[1]: series 'one-piece' is listed twice (also entry 0)"],
     ),
     (
+        "language-twice",
+        LIB + "provider:\n  languages: [de-sub, en-sub, de-sub]\n",
+        ["{f}:4: provider -> languages[2]: language 'de-sub' is listed twice (also entry 0)"],
+    ),
+    (
+        "series-not-a-list",
+        LIB + "series: 42\n",
+        ["{f}:3: series: expected a list (lines starting with '- ', or comma-separated text) (got 42)"],
+    ),
+    (
         "missing-secret",
         LIB + "api:\n  key: !secret api_key\n",
         ["{f}:4: api -> key: secret 'api_key' not found in {d}/secrets.yaml"],
