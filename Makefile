@@ -7,32 +7,36 @@ CONFIG ?= config.example.yaml
 RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
 TEST_PACKAGES := $(RUN_PACKAGES) jq:jq
 
-.PHONY: run test lint check-config system-packages clean
+.PHONY: run test lint check-config clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Reinstalled only when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml | $(BIN)/activate
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# Reinstalled only when pyproject.toml changes; `make run` needs the runtime packages, `make test` the test tools too.
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-run
 
 # On a terminal the daemon runs as its own foreground job (set -m), so Ctrl-C reaches only the daemon: it stops
 # cleanly and `make run` exits with the daemon's status (0) instead of make's "Interrupt" (130).
-run: $(VENV)/.installed
+run: $(VENV)/.installed-run
 	@scripts/ensure-debian-packages $(RUN_PACKAGES)
 	@bash -c 'if [ -t 0 ]; then set -m; fi; $(BIN)/aniworld-daemon run -c "$(CONFIG)"; exit $$?'
 
-check-config: $(VENV)/.installed
-	$(BIN)/aniworld-daemon check-config -c $(CONFIG)
+check-config: $(VENV)/.installed-run
+	$(BIN)/aniworld-daemon check-config -c "$(CONFIG)"
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check aniworld_daemon tests
 	$(BIN)/ruff format --check aniworld_daemon tests
 	$(BIN)/mypy
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	@scripts/ensure-debian-packages $(TEST_PACKAGES)
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest $(PYTEST_ARGS)
