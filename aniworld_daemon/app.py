@@ -37,7 +37,6 @@ class Application:
         self.db = Database(config.data_dir / DB_FILE)
         self.notifier = notifier or SystemdNotifier()
         self.web = WebServer(config.api, version=__version__, health=self.health)
-        self.started_at: float | None = None
         self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
@@ -56,7 +55,6 @@ class Application:
         except BaseException:
             await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
             raise
-        self.started_at = time.time()
 
     def _prepare_directories(self) -> None:
         for path in (self.config.data_dir, self.config.library.path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -310,7 +309,6 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscriptions: list[_Subscription] = []
-        self._seq = itertools.count(1)
         self._last_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -335,8 +333,8 @@ class EventBus:
     def emit(self, data: EventData) -> Event:
         """Stamp `data` with the next seq and schedule delivery; must be called from the event loop."""
         loop = asyncio.get_running_loop()
-        event = Event(seq=next(self._seq), timestamp=datetime.now(UTC), data=data)
-        self._last_seq = event.seq
+        self._last_seq += 1
+        event = Event(seq=self._last_seq, timestamp=datetime.now(UTC), data=data)
         for subscription in self._subscriptions:
             if subscription.types is None or event.type in subscription.types:
                 # Deferred, so an emitting component never runs subscriber code inside its own critical section.

@@ -14,7 +14,6 @@ from aiohttp import web
 from aniworld_daemon.config import ApiConfig
 from aniworld_daemon.errors import (
     AniworldError,
-    Blocked,
     ConfigError,
     ConflictError,
     HosterError,
@@ -35,8 +34,7 @@ HTTP_STATUS: dict[type[AniworldError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
     NotFound: 404,
-    ProviderError: 503,
-    Blocked: 503,
+    ProviderError: 503,  # also Blocked and ParseError
     HosterError: 503,
     StorageError: 503,
 }
