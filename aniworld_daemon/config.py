@@ -382,7 +382,10 @@ class _SecretSource:
         if self._credentials and re.fullmatch(r"[\w.-]+", name):
             credential = Path(self._credentials) / name
             if credential.is_file():
-                return credential.read_text(encoding="utf-8").rstrip("\r\n")
+                try:
+                    return credential.read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as err:
+                    raise _TagError(f"cannot read the credential {credential}: {err}") from err
         secrets = self._load()
         if name in secrets:
             return secrets[name]
@@ -398,9 +401,17 @@ def _load_document(file: Path, secrets: _SecretSource | None) -> _Document:
     """Parse one YAML (or JSON) file into a `_Document`; syntax errors become error lines, never exceptions."""
     document = _Document(file, None, {}, [], set())
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as err:
         document.errors.append(f"{file}: cannot read the file: {err.strerror or err}")
+        return document
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        document.errors.append(
+            f"{file}:{line}: the file is not UTF-8 text (byte 0x{raw[err.start]:02x}); save it as UTF-8"
+        )
         return document
     try:
         loader = yaml.SafeLoader(text)  # the reader already rejects control characters here

@@ -430,6 +430,28 @@ def test_secret_from_systemd_credentials(
     ]
 
 
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"library:\n  path: /m\xe9dia\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.errors == [f"{path}:2: the file is not UTF-8 text (byte 0xe9); save it as UTF-8"]
+
+
+def test_non_utf8_credential_is_a_config_error(
+    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "api_key").write_bytes(b"\xff\xfe-not-text")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    path = write_config(LIB + "api:\n  key: !secret api_key\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.errors) == 1
+    assert caught.value.errors[0].startswith(f"{path}:4: api -> key: cannot read the credential {credentials}/api_key:")
+
+
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "missing.yaml")
