@@ -577,6 +577,15 @@ def load_config(file: Path | str) -> Config:
     raise ConfigError(errors)
 
 
+def default_provider_config(base_url: str) -> ProviderConfig:
+    """The provider settings of the schema's defaults for `base_url`, for commands run without a config file."""
+    try:
+        data = CONFIG_SCHEMA({"library": {"path": "."}, "provider": {"base_url": base_url}})
+    except vol.Invalid as err:
+        raise ConfigError([f"--base-url: {err.msg} (got {base_url!r})"]) from err
+    return _build(Path("config.yaml"), data).provider
+
+
 def _error_sort_key(line: str) -> tuple[str, int]:
     match = re.match(r"^(.*?):(\d+): ", line)
     return (match.group(1), int(match.group(2))) if match else (line, 0)

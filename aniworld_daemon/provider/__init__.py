@@ -1,0 +1,1 @@
+"""Reading the anime site: the HTTP client, page parsers and hoster resolvers."""
