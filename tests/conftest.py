@@ -16,6 +16,8 @@ import pytest
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
+from tests.fakesite.core import Media, ensure_media
+from tests.fakesite.server import FakeSite
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,3 +140,16 @@ def daemon() -> Iterator[Callable[..., Daemon]]:
     yield start
     for process in started:
         process.close()
+
+
+@pytest.fixture(scope="session")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
+    """The fake site's media files (MP4, HLS, cover), made once per test session with ffmpeg."""
+    return ensure_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture
+async def fakesite(media: Media) -> AsyncIterator[FakeSite]:
+    """A running fake aniworld.to with all its hoster origins on 127.0.0.1; stopped after the test."""
+    async with FakeSite(media) as site:
+        yield site
