@@ -7,12 +7,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from aniworld_daemon import __version__
 from aniworld_daemon.app import Application, configure_logging
-from aniworld_daemon.config import Config, load_config
-from aniworld_daemon.errors import ConfigError
+from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
+from aniworld_daemon.errors import AniworldError, ConfigError
+from aniworld_daemon.provider import commands
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "ANIWORLD_DAEMON_CONFIG"
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-c",
         "--config",
         type=Path,
-        default=Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)),
+        default=None,
         help=f"configuration file (YAML or the add-on's options.json; default: ${CONFIG_ENV} or ./{DEFAULT_CONFIG})",
     )
     common.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
@@ -39,7 +41,75 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands.add_parser("run", parents=[common], help="run the daemon (stops on SIGTERM/Ctrl-C, reloads on SIGHUP)")
     commands.add_parser("check-config", parents=[common], help="validate the configuration; exit 0 valid, 1 invalid")
+
+    site = argparse.ArgumentParser(add_help=False, parents=[common])
+    site.add_argument(
+        "--base-url", help="the site to read (default: provider.base_url of the config, else https://aniworld.to)"
+    )
+    site.add_argument("--json", action="store_true", help="print JSON (the shapes are documented in the README)")
+    found = commands.add_parser("search", parents=[site], help="search the site for series")
+    found.add_argument("query", help="words of the title")
+    info = commands.add_parser("info", parents=[site], help="show a series with its seasons and episodes")
+    info.add_argument("series", metavar="URL_OR_KEY", help="a series URL or key, e.g. one-piece")
+    episode = commands.add_parser("episode", parents=[site], help="show an episode's titles, languages and hosters")
+    episode.add_argument("url", metavar="URL", help="an episode URL (.../staffel-N/episode-M or .../filme/film-K)")
+    episode.add_argument("--resolve", action="store_true", help="follow every hoster link to its media URL")
     return parser
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    """The config file: -c, else $ANIWORLD_DAEMON_CONFIG, else ./config.yaml."""
+    if args.config is not None:
+        return Path(args.config)
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
+
+
+def _provider_config(args: argparse.Namespace) -> ProviderConfig | None:
+    """The provider settings for the site commands: the config's (when one is given or found), --base-url wins."""
+    path = _config_path(args)
+    explicit = args.config is not None or CONFIG_ENV in os.environ
+    provider = None
+    if explicit or path.exists():
+        config = _load(path)
+        if config is None:
+            return None
+        provider = config.provider
+    try:
+        if provider is None:
+            return default_provider_config(args.base_url or "https://aniworld.to")
+        if args.base_url:
+            return replace(provider, base_url=default_provider_config(args.base_url).base_url)
+    except ConfigError as err:
+        print(err.errors[0], file=sys.stderr)
+        return None
+    return provider
+
+
+def _site_command(args: argparse.Namespace) -> int:
+    """Run `search`, `info` or `episode`; errors are one line on stderr and exit status 1."""
+    provider = _provider_config(args)
+    if provider is None:
+        return 1
+    configure_logging("warning", verbose=args.verbose)
+    progress = sys.stderr if sys.stderr.isatty() and not args.json else None
+    try:
+        if args.command == "search":
+            results = asyncio.run(commands.search(provider, args.query))
+            output = commands.search_json(args.query, results) if args.json else commands.search_text(results)
+        elif args.command == "info":
+            series, seasons = asyncio.run(commands.info(provider, args.series, progress=progress))
+            output = commands.info_json(series, seasons) if args.json else commands.info_text(series, seasons)
+        else:
+            page, resolved = asyncio.run(commands.episode(provider, args.url, resolve=args.resolve))
+            output = commands.episode_json(page, resolved) if args.json else commands.episode_text(page, resolved)
+    except AniworldError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    if isinstance(output, str):
+        print(output)
+    else:
+        commands.print_json(output)
+    return 0
 
 
 def _load(path: Path) -> Config | None:
@@ -54,24 +124,31 @@ def _load(path: Path) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and print every problem."""
-    config = _load(args.config)
+    path = _config_path(args)
+    config = _load(path)
     if config is None:
         return 1
     mqtt = f"MQTT on {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.enabled else "MQTT off"
-    print(f"{args.config}: valid ({len(config.series)} series, library {config.library.path}, {mqtt})")
+    print(f"{path}: valid ({len(config.series)} series, library {config.library.path}, {mqtt})")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon in the foreground until stopped."""
-    config = _load(args.config)
+    config = _load(_config_path(args))
     if config is None:
         return 1
     configure_logging(config.logging.level, verbose=args.verbose)
     return asyncio.run(Application(config, verbose=args.verbose).run())
 
 
-COMMANDS = {"run": cmd_run, "check-config": cmd_check_config}
+COMMANDS = {
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "search": _site_command,
+    "info": _site_command,
+    "episode": _site_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
