@@ -15,6 +15,9 @@ from aniworld_daemon import __version__
 from aniworld_daemon.config import Config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.events import EventBus, ServerShutdown
+from aniworld_daemon.provider.aniworld import AniworldProvider
+from aniworld_daemon.provider.hosters import HosterRegistry
+from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.store import Database
 from aniworld_daemon.systemd import SystemdNotifier
 from aniworld_daemon.web.server import HealthReport, HealthStatus, WebServer
@@ -35,6 +38,9 @@ class Application:
         self._verbose = verbose  # -v wins over logging.level, also across reloads
         self.bus = EventBus()
         self.db = Database(config.data_dir / DB_FILE)
+        self.http = HttpClient(config.provider)
+        self.provider = AniworldProvider(self.http, config.provider.base_url)
+        self.hosters = HosterRegistry(config.provider.hosters)
         self.notifier = notifier or SystemdNotifier()
         self.web = WebServer(config.api, version=__version__, health=self.health)
         self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -50,6 +56,7 @@ class Application:
         try:
             await asyncio.to_thread(self._prepare_directories)
             await self._start_step("store", self.db.open, self.db.close)
+            await self._start_step("http", self.http.start, self.http.close)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
         except BaseException:
@@ -125,6 +132,10 @@ class Application:
         library = self.config.library.path
         if not os.access(library, os.W_OK | os.X_OK):
             problems.append(f"library {library} is missing or not writable")
+        problems += [
+            f"{cooldown.host} refused us; no requests to it until {cooldown.until.isoformat(timespec='seconds')}"
+            for cooldown in self.http.cooldowns()
+        ]
         return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, tuple(problems))
 
     async def reload(self) -> bool:
@@ -142,6 +153,9 @@ class Application:
             if getattr(new, name) != getattr(self.config, name):
                 LOGGER.warning("Changes to '%s' take effect after a restart", name)
         self.config = new
+        self.http.reconfigure(new.provider)
+        self.provider.base_url = new.provider.base_url.rstrip("/")
+        self.hosters = HosterRegistry(new.provider.hosters)
         apply_log_level(new.logging.level, verbose=self._verbose)
         self.notifier.status(self.status_line())
         LOGGER.info("Reloaded configuration")

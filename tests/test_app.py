@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +33,20 @@ from aniworld_daemon.errors import (
 )
 from aniworld_daemon.systemd import SystemdNotifier
 from tests.conftest import minimal_config
+from tests.fakesite.server import FakeSite
+
+
+@contextlib.asynccontextmanager
+async def app_client(config: Config) -> AsyncIterator[tuple[Application, aiohttp.ClientSession]]:
+    """A started Application for `config` and an HTTP client on it."""
+    application = Application(config)
+    await application.start()
+    host, port = application.web.addresses[0]
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://{host}:{port}") as client:
+            yield application, client
+    finally:
+        await application.stop()
 
 
 async def test_health(client: aiohttp.ClientSession) -> None:
@@ -54,6 +69,47 @@ async def test_health_unhealthy_without_database(app: Application, client: aioht
     async with client.get("/health") as response:
         assert response.status == 503
         assert (await response.json())["status"] == "unhealthy"
+
+
+async def test_health_degraded_while_the_site_cools_down(
+    write_config: Callable[[str], Path], port: int, fakesite: FakeSite
+) -> None:
+    """A 403 from the site puts it in cooldown, and /health says so (degraded, with the host and the end time)."""
+    config = load_config(write_config(minimal_config(port, f"provider:\n  base_url: {fakesite.base_url}\n")))
+    fakesite.knobs.block("site", after=0)
+    async with app_client(config) as (application, client):
+        with pytest.raises(Blocked):
+            await application.provider.new_episodes()
+        async with client.get("/health") as response:
+            body = await response.json()
+    host = fakesite.base_url.removeprefix("http://")
+    assert response.status == 200
+    assert body["status"] == "degraded"
+    [problem] = body["problems"]
+    assert problem.startswith(f"{host} refused us; no requests to it until ")
+
+
+async def test_reload_applies_provider_limits_and_keeps_cooldowns(
+    write_config: Callable[[str], Path], port: int, fakesite: FakeSite
+) -> None:
+    """After a reload with max_connections 1 the site never sees two requests at once; a cooldown survives it."""
+    provider = f"provider:\n  base_url: {fakesite.base_url}\n  requests_per_second: 100\n"
+    path = write_config(minimal_config(port, provider + "  max_connections: 4\n"))
+    application = Application(load_config(path))
+    await application.start()
+    try:
+        path.write_text(minimal_config(port, provider + "  max_connections: 1\n"), encoding="utf-8")
+        assert await application.reload() is True
+        fakesite.knobs.latency = 0.05
+        await asyncio.gather(*(application.provider.new_episodes() for _ in range(4)))
+        assert fakesite.log.max_concurrency("site") == 1
+        fakesite.knobs.block("site", after=fakesite.log.count("site"))
+        with pytest.raises(Blocked):
+            await application.provider.new_episodes()
+        assert await application.reload() is True
+        assert len(application.http.cooldowns()) == 1
+    finally:
+        await application.stop()
 
 
 async def test_unknown_route_is_a_json_404(client: aiohttp.ClientSession) -> None:
@@ -135,7 +191,14 @@ async def test_start_creates_directories_and_stops_in_reverse(config: Config, ca
     steps = [
         record.getMessage() for record in caplog.records if record.getMessage().startswith(("Starting ", "Stopping "))
     ]
-    assert steps[1:] == ["Starting store", "Starting web", "Stopping web", "Stopping store"]
+    assert steps[1:] == [
+        "Starting store",
+        "Starting http",
+        "Starting web",
+        "Stopping web",
+        "Stopping http",
+        "Stopping store",
+    ]
 
 
 async def test_port_in_use_fails_start_and_unwinds(config: Config) -> None:

@@ -133,6 +133,18 @@ class HttpClient:
         """Close the client."""
         await self.close()
 
+    def reconfigure(self, config: ProviderConfig) -> None:
+        """Apply new limits (a config reload); running cooldowns are kept, requests in flight finish as they are."""
+        self._config = config
+        old, self._budgets = self._budgets, {}
+        for host, budget in old.items():
+            fresh = self._budget(host)
+            fresh.blocked_until, fresh.blocked_until_wall, fresh.strikes = (
+                budget.blocked_until,
+                budget.blocked_until_wall,
+                budget.strikes,
+            )
+
     def cooldowns(self) -> list[Cooldown]:
         """The hosts currently in cooldown, for health checks."""
         now = time.monotonic()
