@@ -5,16 +5,18 @@ from __future__ import annotations
 import binascii
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from aniworld_daemon.errors import Blocked, HosterError, ProviderError
 
 if TYPE_CHECKING:
-    from aniworld_daemon.provider.http import HttpClient
+    from aniworld_daemon.provider.http import HttpClient, Response
+
+_T = TypeVar("_T")
 
 LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class BaseResolver:
 
     name: str
     display_name: str
+    dead_markers: tuple[str, ...] = ()  # lower-case phrases of the hoster's "file deleted" page
 
     async def resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         """The media behind `embed_url`; raises HosterError, or Blocked when the hoster refuses us."""
@@ -77,6 +80,14 @@ class BaseResolver:
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         raise NotImplementedError
+
+    def read(self, page: Response, extract: Callable[[str], _T]) -> _T:
+        """`extract(page.text)`; when that fails on the hoster's "file deleted" page, the clearer error says so."""
+        try:
+            return extract(page.text)
+        except HosterError:
+            check_gone(page.text, self.dead_markers, self.display_name)
+            raise
 
     def error(self, message: str) -> HosterError:
         """A HosterError of this hoster (the URL is added by `resolve`)."""

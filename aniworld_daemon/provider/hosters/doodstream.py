@@ -8,12 +8,10 @@ import string
 import time
 from typing import TYPE_CHECKING
 
-from aniworld_daemon.errors import HosterError
 from aniworld_daemon.provider.hosters.base import (
     BaseResolver,
     MediaKind,
     MediaSource,
-    check_gone,
     first,
     media_url,
     origin_of,
@@ -44,14 +42,11 @@ class DoodstreamResolver(BaseResolver):
 
     name = "doodstream"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            pass_path, token = parse_page(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        pass_path, token = self.read(page, parse_page)
         origin = origin_of(page.url)
         base = await http.get(f"{origin}{pass_path}", headers={"Referer": page.url})
         noise = "".join(random.choices(ALPHABET, k=10))

@@ -6,12 +6,10 @@ import re
 import string
 from typing import TYPE_CHECKING
 
-from aniworld_daemon.errors import HosterError
 from aniworld_daemon.provider.hosters.base import (
     BaseResolver,
     MediaKind,
     MediaSource,
-    check_gone,
     fail,
     jw_source,
     kind_of,
@@ -77,13 +75,10 @@ class FilemoonResolver(BaseResolver):
 
     name = "filemoon"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            url = extract(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, extract)
         headers = {"Referer": f"{origin_of(page.url)}/"}
         return MediaSource(url, headers, kind_of(url, MediaKind.HLS), self.name)

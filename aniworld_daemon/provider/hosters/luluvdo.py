@@ -6,12 +6,10 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from aniworld_daemon.errors import HosterError
 from aniworld_daemon.provider.hosters.base import (
     BaseResolver,
     MediaKind,
     MediaSource,
-    check_gone,
     fail,
     jw_source,
     kind_of,
@@ -48,6 +46,7 @@ class LuluvdoResolver(BaseResolver):
 
     name = "luluvdo"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         code = file_code(embed_url)  # first: it also rejects a malformed URL
@@ -56,11 +55,7 @@ class LuluvdoResolver(BaseResolver):
             params={"op": "embed", "file_code": code, "auto": "1"},
             headers={"Referer": embed_url},
         )
-        try:
-            url = extract(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, extract)
         origin = origin_of(page.url)
         headers = {"Referer": f"{origin}/", "Origin": origin}
         return MediaSource(url, headers, kind_of(url, MediaKind.HLS), self.name)

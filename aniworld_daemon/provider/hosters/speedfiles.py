@@ -11,7 +11,6 @@ from aniworld_daemon.provider.hosters.base import (
     MediaKind,
     MediaSource,
     b64text,
-    check_gone,
     fail,
     media_url,
 )
@@ -55,12 +54,9 @@ class SpeedFilesResolver(BaseResolver):
 
     name = "speedfiles"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            url = extract(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, extract)
         return MediaSource(url, {"User-Agent": http.user_agent}, MediaKind.MP4, self.name)

@@ -6,8 +6,7 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from aniworld_daemon.errors import HosterError
-from aniworld_daemon.provider.hosters.base import BaseResolver, MediaKind, MediaSource, check_gone, fail, media_url
+from aniworld_daemon.provider.hosters.base import BaseResolver, MediaKind, MediaSource, fail, media_url
 
 if TYPE_CHECKING:
     from aniworld_daemon.provider.http import HttpClient
@@ -49,12 +48,9 @@ class StreamtapeResolver(BaseResolver):
 
     name = "streamtape"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            url = extract(page.text, urlsplit(page.url).scheme or "https")
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, lambda text: extract(text, urlsplit(page.url).scheme or "https"))
         return MediaSource(url, {}, MediaKind.MP4, self.name)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aniworld_daemon.errors import HosterError
 from aniworld_daemon.provider.hosters.base import (
     BaseResolver,
     MediaKind,
     MediaSource,
-    check_gone,
     jw_source,
     kind_of,
     origin_of,
@@ -32,13 +30,10 @@ class VidmolyResolver(BaseResolver):
 
     name = "vidmoly"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            url = extract(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, extract)
         headers = {"Referer": f"{origin_of(page.url)}/"}
         return MediaSource(url, headers, kind_of(url, MediaKind.HLS), self.name)

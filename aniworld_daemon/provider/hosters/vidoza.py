@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from aniworld_daemon.errors import HosterError
-from aniworld_daemon.provider.hosters.base import BaseResolver, MediaKind, MediaSource, check_gone, fail, media_url
+from aniworld_daemon.provider.hosters.base import BaseResolver, MediaKind, MediaSource, fail, media_url
 
 if TYPE_CHECKING:
     from aniworld_daemon.provider.http import HttpClient
@@ -35,12 +34,9 @@ class VidozaResolver(BaseResolver):
 
     name = "vidoza"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         page = await http.get(embed_url)
-        try:
-            url = extract(page.text)
-        except HosterError:
-            check_gone(page.text, DEAD_MARKERS, NAME)
-            raise
+        url = self.read(page, extract)
         return MediaSource(url, {}, MediaKind.MP4, self.name)

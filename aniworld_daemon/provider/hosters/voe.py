@@ -14,7 +14,6 @@ from aniworld_daemon.provider.hosters.base import (
     MediaKind,
     MediaSource,
     b64text,
-    check_gone,
     fail,
     kind_of,
     media_url,
@@ -111,16 +110,13 @@ class VoeResolver(BaseResolver):
 
     name = "voe"
     display_name = NAME
+    dead_markers = DEAD_MARKERS
 
     async def _resolve(self, http: HttpClient, embed_url: str) -> MediaSource:
         url = embed_url
         for _ in range(MAX_HOPS + 1):
             page = await http.get(url)
-            try:
-                target, is_hop = locate(page.text)
-            except HosterError:
-                check_gone(page.text, DEAD_MARKERS, NAME)
-                raise
+            target, is_hop = self.read(page, locate)
             if not is_hop:
                 origin = origin_of(page.url)
                 headers = {"Referer": f"{origin}/", "Origin": origin, "User-Agent": http.user_agent}
