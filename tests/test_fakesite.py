@@ -359,6 +359,22 @@ async def test_hoster_media_supports_range(fakesite: FakeSite, http: aiohttp.Cli
 # -------------------------------------------------------------------------------------------------------- knobs
 
 
+async def test_bandwidth_throttles_each_media_connection(fakesite: FakeSite, http: aiohttp.ClientSession) -> None:
+    """With 100 kB/s per connection, 50 kB of media take the server at least half a second to send."""
+    link = fakesite.episode("blade-of-dawn", 1, 1).link(Language.DE_DUB, "vidoza")
+    embed = soup_of(await fetch(http, fakesite.redirect_target(link.id)))
+    source = str(one(embed, "video source")["src"])
+    fakesite.knobs.bandwidth = 100_000
+    async with http.get(source, headers={"Range": "bytes=0-49999"}) as response:
+        assert len(await response.read()) == 50_000
+    for _ in range(100):  # the server logs the request after its last write, a moment after we read it
+        if records := [r for r in fakesite.log.select("vidoza") if r.status == 206]:
+            break
+        await asyncio.sleep(0.01)
+    [record] = records
+    assert record.finished - record.started >= 0.5
+
+
 async def test_latency(fakesite: FakeSite, http: aiohttp.ClientSession) -> None:
     fakesite.knobs.latency = 0.2
     started = time.monotonic()
