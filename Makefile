@@ -32,8 +32,8 @@ check-config: $(VENV)/.installed-run
 	$(BIN)/aniworld-daemon check-config -c "$(CONFIG)"
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check aniworld_daemon tests
-	$(BIN)/ruff format --check aniworld_daemon tests
+	$(BIN)/ruff check aniworld_daemon tests bench
+	$(BIN)/ruff format --check aniworld_daemon tests bench
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-test

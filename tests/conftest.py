@@ -35,7 +35,7 @@ def minimal_config(port: int, extra: str = "") -> str:
 
 
 @pytest.fixture
-def write_config(tmp_path: Path) -> Callable[[str], Path]:
+def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a config.yaml into the test's temp folder and return its path."""
 
     def write(text: str, name: str = "config.yaml") -> Path:
@@ -53,7 +53,7 @@ def port() -> int:
 
 
 @pytest.fixture
-def config(write_config: Callable[[str], Path], port: int) -> Config:
+def config(write_config: Callable[..., Path], port: int) -> Config:
     """A valid config for a daemon on 127.0.0.1:port."""
     return load_config(write_config(minimal_config(port)))
 

@@ -72,7 +72,7 @@ async def test_health_unhealthy_without_database(app: Application, client: aioht
 
 
 async def test_health_degraded_while_the_site_cools_down(
-    write_config: Callable[[str], Path], port: int, fakesite: FakeSite
+    write_config: Callable[..., Path], port: int, fakesite: FakeSite
 ) -> None:
     """A 403 from the site puts it in cooldown, and /health says so (degraded, with the host and the end time)."""
     config = load_config(write_config(minimal_config(port, f"provider:\n  base_url: {fakesite.base_url}\n")))
@@ -90,7 +90,7 @@ async def test_health_degraded_while_the_site_cools_down(
 
 
 async def test_reload_applies_provider_limits_and_keeps_cooldowns(
-    write_config: Callable[[str], Path], port: int, fakesite: FakeSite
+    write_config: Callable[..., Path], port: int, fakesite: FakeSite
 ) -> None:
     """After a reload with max_connections 1 the site never sees two requests at once; a cooldown survives it."""
     provider = f"provider:\n  base_url: {fakesite.base_url}\n  requests_per_second: 100\n"
@@ -237,7 +237,7 @@ async def test_background_tasks_logged_and_cancelled(app: Application, caplog: p
 
 
 async def test_reload_keeps_old_config_when_new_one_is_invalid(
-    write_config: Callable[[str], Path], port: int, caplog: pytest.LogCaptureFixture
+    write_config: Callable[..., Path], port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write_config(minimal_config(port, "logging:\n  level: info\n"))
     application = Application(load_config(path))

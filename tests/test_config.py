@@ -255,7 +255,7 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize(("text", "expected"), [case[1:] for case in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
 def test_bad_config_renders_exact_message(
-    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, text: str, expected: list[str]
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, text: str, expected: list[str]
 ) -> None:
     monkeypatch.delenv("ANIWORLD_TEST_UNSET_VARIABLE", raising=False)
     monkeypatch.setenv("ANIWORLD_TEST_SHORT_KEY", "hunter2")
@@ -267,7 +267,7 @@ def test_bad_config_renders_exact_message(
     assert "hunter2" not in str(caught.value)
 
 
-def test_all_errors_are_collected_in_line_order(write_config: Callable[[str], Path]) -> None:
+def test_all_errors_are_collected_in_line_order(write_config: Callable[..., Path]) -> None:
     path = write_config(
         "libary:\n  path: ./lib\n"
         "mqtt:\n  port: 0\n"
@@ -286,7 +286,7 @@ def test_all_errors_are_collected_in_line_order(write_config: Callable[[str], Pa
     ]
 
 
-def test_example_config_is_valid_and_states_the_defaults(write_config: Callable[[str], Path]) -> None:
+def test_example_config_is_valid_and_states_the_defaults(write_config: Callable[..., Path]) -> None:
     example = load_config(ROOT / "config.example.yaml")
     # The example spells out every default: a minimal config in the same folder must come out identical.
     minimal = load_config(write_config("library:\n  path: ./library\n"))
@@ -303,7 +303,7 @@ def test_example_config_is_valid_and_states_the_defaults(write_config: Callable[
     assert example.series == ()
 
 
-def test_defaults_and_relative_paths(write_config: Callable[[str], Path], tmp_path: Path) -> None:
+def test_defaults_and_relative_paths(write_config: Callable[..., Path], tmp_path: Path) -> None:
     config = load_config(write_config("library:\n  path: media/anime\n"))
     assert config.library.path == tmp_path / "media" / "anime"
     assert config.data_dir == tmp_path / "data"
@@ -317,7 +317,7 @@ def test_defaults_and_relative_paths(write_config: Callable[[str], Path], tmp_pa
     assert config.api.key is None
 
 
-def test_full_config_values(write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_config_values(write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ANIWORLD_TEST_MQTT_PASSWORD", "s3cret-mqtt")
     config = load_config(
         write_config(
@@ -369,11 +369,11 @@ def test_full_config_values(write_config: Callable[[str], Path], monkeypatch: py
         ("{time: '23:59', days: [sun]}", DailySchedule(time(23, 59), ("sun",))),
     ],
 )
-def test_rescan_schedule_forms(write_config: Callable[[str], Path], text: str, expected: object) -> None:
+def test_rescan_schedule_forms(write_config: Callable[..., Path], text: str, expected: object) -> None:
     assert load_config(write_config(LIB + f"schedule:\n  rescan: {text}\n")).schedule.rescan == expected
 
 
-def test_addon_options_json(write_config: Callable[[str], Path]) -> None:
+def test_addon_options_json(write_config: Callable[..., Path]) -> None:
     """The add-on's options.json: JSON input, lists as comma-separated strings, empty optional strings."""
     options = {
         "library": {"path": "/media/anime", "write_nfo": True},
@@ -398,14 +398,14 @@ def test_addon_options_json(write_config: Callable[[str], Path]) -> None:
     assert (config.mqtt.enabled, config.mqtt.host, config.mqtt.username) == (True, "core-mosquitto", "addons")
 
 
-def test_bad_options_json_names_the_line(write_config: Callable[[str], Path]) -> None:
+def test_bad_options_json_names_the_line(write_config: Callable[..., Path]) -> None:
     path = write_config('{\n  "library": {"path": "/media/anime"},\n  "api": {"port": "high"}\n}\n', "options.json")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert caught.value.errors == [f"{path}:3: api -> port: expected an integer between 1 and 65535 (got 'high')"]
 
 
-def test_secret_from_secrets_yaml(write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_from_secrets_yaml(write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     write_config("api_key: 0123456789abcdef0123\nmqtt_password: pw\n", name="secrets.yaml")
     config = load_config(write_config(LIB + "api:\n  key: !secret api_key\nmqtt:\n  password: !secret mqtt_password\n"))
@@ -414,7 +414,7 @@ def test_secret_from_secrets_yaml(write_config: Callable[[str], Path], monkeypat
 
 
 def test_secret_from_systemd_credentials(
-    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -439,7 +439,7 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_non_utf8_credential_is_a_config_error(
-    write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     credentials = tmp_path / "credentials"
     credentials.mkdir()
@@ -468,7 +468,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     ids=["valid", "invalid", "run-refuses-invalid"],
 )
 def test_cli_exit_status(
-    write_config: Callable[[str], Path], args: list[str], text: str, status: int, expected: str
+    write_config: Callable[..., Path], args: list[str], text: str, status: int, expected: str
 ) -> None:
     path = write_config(text)
     result = subprocess.run(

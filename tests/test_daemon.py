@@ -69,7 +69,7 @@ def receive(sock: socket.socket, until: Callable[[list[str]], bool], timeout: fl
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly(
-    write_config: Callable[[str], Path], port: int, daemon: Callable[..., Daemon], sig: signal.Signals
+    write_config: Callable[..., Path], port: int, daemon: Callable[..., Daemon], sig: signal.Signals
 ) -> None:
     process = daemon(write_config(minimal_config(port)))
     wait_healthy(port, process)
@@ -83,7 +83,7 @@ def test_signal_stops_cleanly(
 
 
 def test_systemd_ready_watchdog_stopping(
-    write_config: Callable[[str], Path],
+    write_config: Callable[..., Path],
     port: int,
     daemon: Callable[..., Daemon],
     notify_socket: socket.socket,
@@ -110,7 +110,7 @@ def test_systemd_ready_watchdog_stopping(
 
 
 def test_sighup_with_broken_config_keeps_running(
-    write_config: Callable[[str], Path], port: int, daemon: Callable[..., Daemon]
+    write_config: Callable[..., Path], port: int, daemon: Callable[..., Daemon]
 ) -> None:
     path = write_config(minimal_config(port))
     process = daemon(path)
@@ -132,7 +132,7 @@ def test_sighup_with_broken_config_keeps_running(
     assert process.wait(timeout=STOP_LIMIT) == 0, process.log
 
 
-def test_journald_lines_carry_priorities(write_config: Callable[[str], Path], port: int, tmp_path: Path) -> None:
+def test_journald_lines_carry_priorities(write_config: Callable[..., Path], port: int, tmp_path: Path) -> None:
     path = write_config(minimal_config(port))
     log_path = tmp_path / "journal.log"
     with log_path.open("wb") as log:
@@ -158,7 +158,7 @@ def test_journald_lines_carry_priorities(write_config: Callable[[str], Path], po
 
 
 def test_port_in_use_exits_with_a_clear_error(
-    write_config: Callable[[str], Path], port: int, daemon: Callable[..., Daemon]
+    write_config: Callable[..., Path], port: int, daemon: Callable[..., Daemon]
 ) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
         blocker.bind(("127.0.0.1", port))

@@ -8,6 +8,7 @@ import itertools
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ SLACK = 0.015  # scheduling jitter of the event loop and the server, in seconds
 def make_client(fakesite: FakeSite) -> Callable[..., HttpClient]:
     """Build HTTP clients (use them with `async with`) for the fake site, provider settings overridden per test."""
 
-    def make(**overrides: object) -> HttpClient:
+    def make(**overrides: Any) -> HttpClient:
         overrides.setdefault("requests_per_second", 50.0)  # fast unless a test is about spacing
         config: ProviderConfig = dataclasses.replace(default_provider_config(fakesite.base_url), **overrides)
         return HttpClient(config, retry_base=0.05)

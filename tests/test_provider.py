@@ -232,7 +232,7 @@ def ytdlp_download(source: MediaSource, folder: Path) -> Path:
         "fragment_retries": 2,
         "socket_timeout": 20,
     }
-    with yt_dlp.YoutubeDL(options) as ydl:  # type: ignore[arg-type]
+    with yt_dlp.YoutubeDL(options) as ydl:
         info = ydl.extract_info(source.url, download=True)
         return Path(ydl.prepare_filename(info))
 
