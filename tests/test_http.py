@@ -7,7 +7,7 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -192,3 +192,36 @@ async def test_a_malformed_url_is_a_provider_error(url: str) -> None:
         with pytest.raises(ProviderError) as failed:
             await http.get(url)
     assert "not an http(s) URL" in failed.value.message
+
+
+async def test_the_cooldown_never_exceeds_six_hours(fakesite: FakeSite, make_client: Callable[..., HttpClient]) -> None:
+    """Doubling stops at 6 h: a second refusal with a 4 h base cooldown waits 6 h, not 8 h."""
+    fakesite.knobs.block("site", after=0)
+    async with make_client(cooldown=timedelta(seconds=0.3)) as http:
+        with pytest.raises(Blocked):
+            await http.get(fakesite.url(FEED))
+        await asyncio.sleep(0.3 + SLACK)
+        http.reconfigure(dataclasses.replace(default_provider_config(fakesite.base_url), cooldown=timedelta(hours=4)))
+        with pytest.raises(Blocked) as refused:
+            await http.get(fakesite.url(FEED))
+        [cooldown] = http.cooldowns()
+    remaining = cooldown.until - datetime.now(UTC)
+    assert cooldown.strikes == 2
+    assert timedelta(hours=6) - timedelta(seconds=5) < remaining <= timedelta(hours=6)
+    assert refused.value.details["until"] == cooldown.until.isoformat(timespec="seconds")
+    assert fakesite.log.count("site") == 2
+
+
+async def test_refusals_of_one_burst_count_as_one_strike(
+    fakesite: FakeSite, make_client: Callable[..., HttpClient]
+) -> None:
+    """Two requests in flight that are both refused start one cooldown, not a doubled one."""
+    fakesite.knobs.block("site", after=0)
+    fakesite.knobs.latency = 0.1
+    async with make_client(max_connections=2, cooldown=timedelta(minutes=15)) as http:
+        results = await asyncio.gather(*(http.get(fakesite.url(FEED)) for _ in range(2)), return_exceptions=True)
+        [cooldown] = http.cooldowns()
+    assert all(isinstance(result, Blocked) for result in results)
+    assert fakesite.log.max_concurrency("site") == 2
+    assert cooldown.strikes == 1
+    assert cooldown.until - datetime.now(UTC) <= timedelta(minutes=15)

@@ -375,3 +375,43 @@ async def test_cli_reports_a_broken_page_in_one_line(fakesite: FakeSite, tmp_pat
     assert err.startswith("error: ")
     assert fakesite.series_url("broken-mirror") in err
     assert "Traceback" not in err
+
+
+async def test_cli_text_output(fakesite: FakeSite, tmp_path: Path) -> None:
+    """Without --json the commands print readable tables and lines."""
+    base = ("--base-url", fakesite.base_url)
+    status, out, _ = await cli("search", "blade", *base, cwd=tmp_path)
+    assert status == 0
+    assert out.splitlines() == ["KEY            YEARS      TITLE", "blade-of-dawn  2015-2019  Blade of Dawn"]
+    status, out, _ = await cli("search", "no such thing", *base, cwd=tmp_path)
+    assert (status, out) == (0, "No series found.\n")
+    status, out, _ = await cli("info", "blade-of-dawn", *base, cwd=tmp_path)
+    assert status == 0
+    assert out.startswith("Blade of Dawn (2015-2019)\n")
+    assert "\nMovies (season 0): 2 episode(s)\n" in out
+    assert "\nSeason 2: 4 episode(s)\n" in out
+    assert "     1  Das Licht im Schutt / The Light in the Rubble  [de-dub de-sub]" in out
+    episode = fakesite.catalog["blade-of-dawn"].episode(1, 1)
+    assert episode is not None
+    status, out, _ = await cli("episode", fakesite.url(episode.path), *base, cwd=tmp_path)
+    assert status == 0
+    assert out.splitlines()[0] == "blade-of-dawn S01E01: Das Licht im Schutt / The Light in the Rubble"
+    assert len([line for line in out.splitlines() if "/redirect/" in line]) == len(episode.links)
+
+
+async def test_cli_says_when_the_site_refuses_us(fakesite: FakeSite, tmp_path: Path) -> None:
+    """A 403 is one clear line: the host refused us and until when it cools down; exit status 1."""
+    fakesite.knobs.block("site", after=0)
+    status, out, err = await cli("search", "ogre", "--base-url", fakesite.base_url, cwd=tmp_path)
+    host = fakesite.base_url.removeprefix("http://")
+    assert status == 1
+    assert out == ""
+    assert f"error: {host} refused us; cooling down until " in err
+    assert fakesite.log.count("site") == 1
+
+
+async def test_cli_rejects_a_bad_base_url(tmp_path: Path) -> None:
+    """--base-url must be the site's address; the error says what to type."""
+    status, _, err = await cli("search", "x", "--base-url", "ftp://example", cwd=tmp_path)
+    assert status == 1
+    assert err == "--base-url: expected the site's address, like https://aniworld.to (got 'ftp://example')\n"

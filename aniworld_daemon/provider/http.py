@@ -295,6 +295,9 @@ class HttpClient:
         return response
 
     def _block(self, host: str, budget: _HostBudget, url: str, reason: str) -> Blocked:
+        if budget.blocked_until > time.monotonic():
+            # Another request of the same burst was refused first: one refusal, one strike.
+            return self._blocked_error(host, budget, url)
         budget.strikes += 1
         length = min(self._config.cooldown * 2 ** (budget.strikes - 1), MAX_COOLDOWN)
         budget.blocked_until = time.monotonic() + length.total_seconds()

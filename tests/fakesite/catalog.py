@@ -278,7 +278,7 @@ class Catalog:
         """Add the next episode of `key` (to its last regular season, or to `season`, which may be a new one).
 
         The new episode copies the language offer of the season's (or the series') last episode and is dated
-        `today`. Raises KeyError for an unknown series.
+        `today` (or the catalog's newest date, if that is later). Raises KeyError for an unknown series.
         """
         series = self.series[key]
         numbers = series.season_numbers
@@ -288,10 +288,10 @@ class Catalog:
         template = existing.episodes[-1] if existing is not None else max(series.episodes(), key=_by_sequence)
         number = existing.episodes[-1].number + 1 if existing is not None else 1
         offers = template.offers()
+        # Never dated before the catalog's newest episode, so a release tops the feed whatever the machine's clock says.
+        released = max(today or date.today(), *(found.released for found in self.episodes()))
         titles = ("", f"{series.title}: Film {number}") if target == 0 else (f"Folge {number}", f"Episode {number}")
-        episode = self.make_episode(
-            key, season=target, number=number, titles=titles, offers=offers, released=today or date.today()
-        )
+        episode = self.make_episode(key, season=target, number=number, titles=titles, offers=offers, released=released)
         if existing is not None:
             seasons = tuple(
                 dataclasses.replace(found, episodes=(*found.episodes, episode)) if found.number == target else found
