@@ -8,8 +8,14 @@ from urllib.parse import urlsplit
 
 from aniworld_daemon.errors import NotFound, ParseError, ProviderError, ValidationError
 from aniworld_daemon.provider.pages import (
-    KEY_RE,
-    SERIES_PATH_RE,
+    parse_episode_page,
+    parse_feed,
+    parse_search_ajax,
+    parse_search_json,
+    parse_season_page,
+    parse_series_page,
+)
+from aniworld_daemon.provider.records import (
     EpisodePage,
     EpisodeSummary,
     FeedEntry,
@@ -17,15 +23,13 @@ from aniworld_daemon.provider.pages import (
     SearchResult,
     SeasonPage,
     SeriesInfo,
+)
+from aniworld_daemon.provider.urls import (
+    KEY_RE,
+    SERIES_PATH_RE,
     episode_url,
-    parse_episode_page,
     parse_episode_url,
-    parse_feed,
-    parse_search_ajax,
-    parse_search_json,
-    parse_season_page,
     parse_season_url,
-    parse_series_page,
     parse_series_url,
     season_url,
     series_url,

@@ -1,4 +1,4 @@
-"""aniworld.to pages: typed records, URL helpers and pure parsers that raise only ParseError, whatever the input."""
+"""aniworld.to pages: pure parsers from HTML/JSON text to records that raise only ParseError, whatever the input."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import date
 from typing import Any, ParamSpec, TypeVar
-from urllib.parse import urljoin, urlsplit
 
 # lxml ships no type information; every element is `Any` and read only through the small typed helpers below.
 # Not BeautifulSoup: its tree builder calls Python for every tag and needs ~350 ms for a 1,000-episode season page,
@@ -21,23 +19,36 @@ from lxml import etree
 
 from aniworld_daemon.errors import ParseError
 from aniworld_daemon.models import Language
+from aniworld_daemon.provider.records import (
+    EpisodePage,
+    EpisodeSummary,
+    FeedEntry,
+    HosterLink,
+    SearchResult,
+    SeasonPage,
+    SeriesInfo,
+)
+from aniworld_daemon.provider.urls import (
+    EPISODE_PATH_RE,
+    KEY_RE,
+    SEARCH_LINK_RE,
+    SEASON_PATH_RE,
+    SERIES_PATH_RE,
+    absolute_url,
+    episode_place,
+    episode_url,
+    parse_episode_url,
+    parse_season_url,
+    parse_series_url,
+    series_url,
+    url_path,
+)
 
 LOGGER = logging.getLogger(__name__)
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-_SLUG = r"[A-Za-z0-9-]+"
-_NUMBER = r"[0-9]{1,6}"  # bounded: int() refuses digit strings of thousands of characters
-KEY_RE = re.compile(rf"^{_SLUG}$")
-SERIES_PATH_RE = re.compile(rf"^/anime/stream/(?P<key>{_SLUG})(?:/[^?#]*)?$")
-SEASON_PATH_RE = re.compile(rf"^/anime/stream/(?P<key>{_SLUG})/(?:staffel-(?P<season>{_NUMBER})|(?P<movies>filme))/?$")
-EPISODE_PATH_RE = re.compile(
-    rf"^/anime/stream/(?P<key>{_SLUG})/"
-    rf"(?:staffel-(?P<season>{_NUMBER})/episode-(?P<number>{_NUMBER})|filme/film-(?P<film>{_NUMBER}))/?$"
-)
-# The POST search also finds seasons, episodes and non-anime pages; only series links are results.
-SEARCH_LINK_RE = re.compile(r"^/anime/stream/([a-zA-Z0-9-]+)/?$")
 _YEAR_RE = re.compile(r"(?<![0-9])([0-9]{4})(?![0-9])")
 _DATE_RE = re.compile(r"(?<![0-9])([0-9]{1,2})\.([0-9]{1,2})\.([0-9]{4})(?![0-9])")
 _INT_RE = re.compile(r"^\s*([0-9]{1,18})\s*$")
@@ -55,199 +66,6 @@ FLAG_LANGUAGES = {
     "japanese-german": Language.DE_SUB,
     "english": Language.EN_DUB,
 }
-MOVIES = 0  # movies are season 0 everywhere
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Records
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SearchResult:
-    """One series found by a search; the POST search knows no cover and no years (None)."""
-
-    key: str
-    title: str
-    url: str  # absolute series URL
-    description: str
-    cover_url: str | None
-    start_year: int | None
-    end_year: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesInfo:
-    """A series page: metadata, the regular seasons linked from it and whether a movies tab exists."""
-
-    key: str
-    url: str
-    title: str
-    alternative_titles: tuple[str, ...]
-    start_year: int | None
-    end_year: int | None  # None while the show is running
-    description: str  # the full description, not the truncated visible text
-    cover_url: str | None  # absolute
-    genres: tuple[str, ...]
-    fsk: int | None
-    imdb_id: str | None  # "tt8690728"
-    seasons: tuple[int, ...]  # regular seasons, ascending, without the movies
-    has_movies: bool  # a `/filme` tab exists: season 0
-
-
-@dataclass(frozen=True, slots=True)
-class EpisodeSummary:
-    """One row of a season page; hosters and languages are hints, the episode page is authoritative."""
-
-    season: int  # 0 for movies
-    number: int
-    url: str  # absolute episode URL
-    title_de: str  # empty on `/filme`, where the title is in `title_en`
-    title_en: str
-    hosters: tuple[str, ...]  # display names from the hoster icons, e.g. "VOE"
-    languages: tuple[Language, ...]  # from the flag icons; some sources say they are a static legend
-
-
-@dataclass(frozen=True, slots=True)
-class SeasonPage:
-    """A season page (`/staffel-N`) or the movies page (`/filme`, season 0)."""
-
-    key: str
-    season: int
-    url: str
-    episodes: tuple[EpisodeSummary, ...]  # in page order, one per number
-
-
-@dataclass(frozen=True, slots=True)
-class HosterLink:
-    """One hoster offer of an episode in one language: its redirect link leads to the hoster's embed page."""
-
-    language: Language
-    name: str  # display name as shown in the `h4`, e.g. "VOE", "SpeedFiles"
-    redirect_url: str  # absolute `/redirect/<id>` URL
-    link_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class EpisodePage:
-    """An episode page (or a movie page, season 0) with its hoster links per language."""
-
-    key: str
-    season: int
-    number: int
-    url: str
-    title_de: str
-    title_en: str
-    languages: tuple[Language, ...]  # the language box's entries, then languages only the hoster list shows
-    hosters: tuple[HosterLink, ...]  # in page order, hidden (other language) items included
-
-    def hosters_for(self, language: Language) -> tuple[HosterLink, ...]:
-        """The hoster links of one language, in page order."""
-        return tuple(link for link in self.hosters if link.language is language)
-
-
-@dataclass(frozen=True, slots=True)
-class FeedEntry:
-    """One row of `/neue-episoden`: an episode (movies: season 0) that is new in one language."""
-
-    key: str
-    season: int
-    number: int
-    url: str
-    title: str  # the series title
-    language: Language | None  # None when the row's flag is missing or unknown
-    date: date | None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# URL helpers
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def series_url(base_url: str, key: str) -> str:
-    """The series page URL: <base>/anime/stream/<key>."""
-    return f"{base_url.rstrip('/')}/anime/stream/{key}"
-
-
-def season_url(base_url: str, key: str, season: int) -> str:
-    """The season page URL; season 0 is the movies page `/filme`."""
-    if season == MOVIES:
-        return f"{series_url(base_url, key)}/filme"
-    return f"{series_url(base_url, key)}/staffel-{season}"
-
-
-def episode_url(base_url: str, key: str, season: int, number: int) -> str:
-    """The episode page URL; season 0 is a movie, `/filme/film-<number>`."""
-    if season == MOVIES:
-        return f"{series_url(base_url, key)}/filme/film-{number}"
-    return f"{series_url(base_url, key)}/staffel-{season}/episode-{number}"
-
-
-def parse_episode_url(url: str) -> tuple[str, int, int]:
-    """(key, season, number) of an episode or movie URL (absolute or a path); raises ParseError."""
-    match = EPISODE_PATH_RE.match(_path(url) or "")
-    if match is None:
-        raise ParseError(f"not an episode URL: {url}", details={"url": url, "missing": "episode path"})
-    return _episode_match(match)
-
-
-def parse_season_url(url: str) -> tuple[str, int]:
-    """(key, season) of a season or movies URL (absolute or a path); raises ParseError."""
-    match = SEASON_PATH_RE.match(_path(url) or "")
-    if match is None:
-        raise ParseError(f"not a season URL: {url}", details={"url": url, "missing": "season path"})
-    return match["key"], MOVIES if match["movies"] else int(match["season"])
-
-
-def parse_series_url(url: str) -> str:
-    """The key of any URL under a series (series, season or episode page); raises ParseError."""
-    match = SERIES_PATH_RE.match(_path(url) or "")
-    if match is None:
-        raise ParseError(f"not a series URL: {url}", details={"url": url, "missing": "series path"})
-    return match["key"]
-
-
-def _episode_match(match: re.Match[str]) -> tuple[str, int, int]:
-    if match["film"] is not None:
-        return match["key"], MOVIES, int(match["film"])
-    return match["key"], int(match["season"]), int(match["number"])
-
-
-def _path(url: str) -> str | None:
-    url = url.strip()
-    if _is_plain_path(url):  # the common case, without urlsplit's cost (a season page has a thousand links)
-        return url.split("#", 1)[0].split("?", 1)[0]
-    try:
-        return urlsplit(url).path
-    except ValueError:  # e.g. a malformed IPv6 host
-        return None
-
-
-def _absolute(base: str, href: str) -> str | None:
-    href = href.strip()
-    if not href or href.startswith(("data:", "javascript:")):
-        return None
-    origin = _origin(base) if _is_plain_path(href) else None
-    if origin is not None:
-        return origin + href
-    try:
-        return urljoin(base, href)
-    except ValueError:
-        return None
-
-
-def _is_plain_path(url: str) -> bool:
-    return url.startswith("/") and not url.startswith("//") and "/." not in url and "\\" not in url
-
-
-@functools.lru_cache(maxsize=64)
-def _origin(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else None
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Parsers
@@ -296,7 +114,7 @@ def parse_search_json(text: str, base_url: str) -> list[SearchResult]:
             title=title,
             url=series_url(base, key),
             description=_json_text(item.get("description")),
-            cover_url=_absolute(f"{base}/", cover) if cover else None,
+            cover_url=absolute_url(f"{base}/", cover) if cover else None,
             start_year=int(years[0]) if years else None,
             end_year=int(years[1]) if len(years) > 1 else None,
         )
@@ -364,7 +182,7 @@ def parse_series_page(html: str, url: str) -> SeriesInfo:
     seasons: set[int] = set()
     has_movies = False
     for link in _X_NON_EPISODE_LINKS(root):
-        path = _path(_attr(link, "href")) or ""
+        path = url_path(_attr(link, "href")) or ""
         # Only this series' tabs: related series never link seasons, but a foreign slug must not add one.
         series = SERIES_PATH_RE.match(path)
         if series is not None and series["key"].casefold() != key.casefold():
@@ -421,7 +239,7 @@ def _cover(root: Any, url: str) -> str | None:
     if image is None:
         return None
     for name in ("data-src", "src"):  # `src` may be a lazy-load placeholder
-        found = _absolute(url, _attr(image, name))
+        found = absolute_url(url, _attr(image, name))
         if found:
             return found
     return None
@@ -524,14 +342,14 @@ def _row_place(
 ) -> tuple[int, int, str] | None:
     """(season, number, absolute URL) of a row: its episode link wins, the episodeNumber meta is the fallback."""
     for href in hrefs:
-        match = EPISODE_PATH_RE.match(_path(href) or "") if href else None
-        absolute = _absolute(page_url, href) if href else None
+        match = EPISODE_PATH_RE.match(url_path(href) or "") if href else None
+        absolute = absolute_url(page_url, href) if href else None
         if match is not None and absolute is not None:
-            row_key, row_season, number = _episode_match(match)
+            row_key, row_season, number = episode_place(match)
             if row_key.casefold() != key.casefold():
                 return None  # another series' episode: not a row of this season
             return row_season, number, absolute
-    absolute = _absolute(page_url, episode_url("", key, season, meta_number)) if meta_number is not None else None
+    absolute = absolute_url(page_url, episode_url("", key, season, meta_number)) if meta_number is not None else None
     return (season, meta_number, absolute) if meta_number is not None and absolute is not None else None
 
 
@@ -586,8 +404,8 @@ def _hoster_link(item: Any, page_url: str) -> HosterLink | None:
     name = _text(heading) if heading is not None else ""
     name = name or (_hoster_name(icon) if icon is not None else "")
     anchor = _first(item.iter("a"))
-    target = _absolute(page_url, _attr(item, "data-link-target")) or (
-        _absolute(page_url, _attr(anchor, "href")) if anchor is not None else None
+    target = absolute_url(page_url, _attr(item, "data-link-target")) or (
+        absolute_url(page_url, _attr(anchor, "href")) if anchor is not None else None
     )
     if not name or target is None:
         return None
@@ -610,11 +428,11 @@ def parse_feed(html: str, url: str) -> list[FeedEntry]:
     entry_counts: dict[Any, int] = {}
     entries: dict[FeedEntry, None] = {}  # an ordered set: a repeated row is one entry
     for link in _unique_nodes(_X_LINKS, lists):
-        match = EPISODE_PATH_RE.match(_path(_attr(link, "href")) or "")
-        absolute = _absolute(url, _attr(link, "href"))
+        match = EPISODE_PATH_RE.match(url_path(_attr(link, "href")) or "")
+        absolute = absolute_url(url, _attr(link, "href"))
         if match is None or absolute is None:
             continue
-        key, season, number = _episode_match(match)
+        key, season, number = episode_place(match)
         strong = _first(link.iter("strong"))
         entry = FeedEntry(
             key=key,
@@ -653,7 +471,7 @@ def _first_flag(images: Iterable[Any]) -> Language | None:
 
 
 def _is_entry_link(anchor: Any) -> bool:
-    return EPISODE_PATH_RE.match(_path(_attr(anchor, "href")) or "") is not None
+    return EPISODE_PATH_RE.match(url_path(_attr(anchor, "href")) or "") is not None
 
 
 def _feed_date(link: Any) -> date | None:
