@@ -165,7 +165,7 @@ def _summary_json(item: EpisodeSummary) -> dict[str, Any]:
 
 def episode_json(page: EpisodePage, resolutions: Sequence[Resolution] = ()) -> dict[str, Any]:
     """`episode --json` (with `--resolve`: every hoster also has `embed_url` and `media` or `error`)."""
-    resolved = {id(item.link): item for item in resolutions}
+    resolved = {item.link: item for item in resolutions}
     hosters = []
     for link in page.hosters:
         entry: dict[str, Any] = {
@@ -175,7 +175,7 @@ def episode_json(page: EpisodePage, resolutions: Sequence[Resolution] = ()) -> d
             "link_id": link.link_id,
             "redirect_url": link.redirect_url,
         }
-        item = resolved.get(id(link))
+        item = resolved.get(link)
         if item is not None:
             entry["embed_url"] = item.embed_url
             if item.media is not None:
@@ -210,7 +210,9 @@ def print_json(data: Any, out: TextIO = sys.stdout) -> None:
 def _years(start: int | None, end: int | None) -> str:
     if start is None:
         return ""
-    return f"{start}-{end}" if end is not None and end != start else (f"{start}" if end == start else f"{start}-")
+    if end is None:
+        return f"{start}-"  # still running
+    return f"{start}" if end == start else f"{start}-{end}"
 
 
 def _cut(text: str, width: int) -> str:
@@ -254,10 +256,10 @@ def episode_text(page: EpisodePage, resolutions: Sequence[Resolution] = ()) -> s
     title = " / ".join(part for part in (page.title_de, page.title_en) if part)
     lines = [f"{page.key} {label}: {title}", f"  {page.url}"]
     lines.append("  languages: " + (", ".join(language.value for language in page.languages) or "none"))
-    resolved = {id(item.link): item for item in resolutions}
+    resolved = {item.link: item for item in resolutions}
     for link in page.hosters:
         line = f"  {link.language.value:<6}  {link.name:<11} {link.redirect_url}"
-        item = resolved.get(id(link))
+        item = resolved.get(link)
         if item is not None and item.media is not None:
             line += f"\n{'':<21}-> {item.media.kind.value} {item.media.url}"
         elif item is not None and item.error is not None:

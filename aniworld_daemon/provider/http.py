@@ -227,10 +227,10 @@ class HttpClient:
                     response = None
                     last_problem = _describe(err)
                     LOGGER.debug("%s %s failed (attempt %d/%d): %s", method, url, attempt, self._attempts, last_problem)
+            if response is not None and response.status not in RETRY_STATUSES:
+                return self._accept(response, host, budget)
             delay = self._retry_delay(attempt)
             if response is not None:
-                if response.status not in RETRY_STATUSES:
-                    return self._accept(response, host, budget)
                 last_problem = f"HTTP {response.status}"
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None:
