@@ -14,6 +14,7 @@ from aniworld_daemon.provider.pages import (
     parse_search_json,
     parse_season_page,
     parse_series_page,
+    parse_series_with_season,
 )
 from aniworld_daemon.provider.records import (
     EpisodePage,
@@ -58,6 +59,7 @@ __all__ = [
     "parse_season_url",
     "parse_series_page",
     "parse_series_url",
+    "parse_series_with_season",
     "season_url",
     "series_url",
 ]
@@ -112,6 +114,23 @@ class AniworldProvider:
         """The series page of `key`."""
         url = series_url(self.base_url, _checked(key))
         return parse_series_page((await self._http.get(url)).text, url)
+
+    async def series_with_season(self, key: str, season: int | None = None) -> tuple[SeriesInfo, SeasonPage | None]:
+        """One request for both: the series and a season's table (None: the series page and the table it shows).
+
+        A season page carries the whole series header and the season links, so a rescan learns about new seasons
+        and new episodes of the latest season from a single page.
+        """
+        checked = _checked(key)
+        url = series_url(self.base_url, checked) if season is None else season_url(self.base_url, checked, season)
+        series, page = parse_series_with_season((await self._http.get(url)).text, url)
+        if season is not None and page is None:
+            raise ParseError(f"{url} has no episode table", details={"url": url, "missing": "episode table"})
+        return series, page
+
+    async def cover(self, url: str) -> bytes:
+        """The bytes of a cover image."""
+        return (await self._http.get(url, headers={"Referer": f"{self.base_url}/"})).body
 
     async def season(self, key: str, season: int) -> SeasonPage:
         """One season page (`season` 0: the movies page)."""

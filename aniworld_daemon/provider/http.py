@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
@@ -44,12 +46,36 @@ TIMEOUT = aiohttp.ClientTimeout(total=60, connect=15, sock_read=30)
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A fetched page: final URL, status, headers and decoded text."""
+    """A fetched page: final URL, status, headers, the decoded text and the raw body (for images)."""
 
     url: str
     status: int
     headers: Mapping[str, str]
     text: str
+    body: bytes = field(default=b"", repr=False)
+
+
+class RequestCounter:
+    """Counts the requests sent on behalf of one piece of work (a rescan), retries included."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+# The counter of the work the current task belongs to: tasks started inside inherit it, so a rescan counts its own
+# requests exactly while downloads use the same client.
+_COUNTER: contextvars.ContextVar[RequestCounter | None] = contextvars.ContextVar("request_counter", default=None)
+
+
+@contextlib.contextmanager
+def count_requests() -> Iterator[RequestCounter]:
+    """Count the requests sent by the current task and the tasks it starts, until the block ends."""
+    counter = RequestCounter()
+    token = _COUNTER.set(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTER.reset(token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +284,8 @@ class HttpClient:
     ) -> Response:
         assert self._session is not None
         self.requests_made += 1
+        if (counter := _COUNTER.get()) is not None:
+            counter.count += 1
         async with self._session.request(
             method,
             url,
@@ -278,7 +306,11 @@ class HttpClient:
             except LookupError:  # an unknown charset name in Content-Type
                 text = body.decode("utf-8", errors="replace")
             return Response(
-                url=str(resp.url), status=resp.status, headers=CIMultiDictProxy(CIMultiDict(resp.headers)), text=text
+                url=str(resp.url),
+                status=resp.status,
+                headers=CIMultiDictProxy(CIMultiDict(resp.headers)),
+                text=text,
+                body=bytes(body),
             )
 
     def _accept(self, response: Response, host: str, budget: _HostBudget) -> Response:

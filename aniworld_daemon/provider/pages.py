@@ -169,8 +169,40 @@ def _json_text(value: Any) -> str:
 @_guarded
 def parse_series_page(html: str, url: str) -> SeriesInfo:
     """A series page `/anime/stream/<key>`: title, years, metadata, season links and the movies tab."""
-    key = parse_series_url(url)
+    return _series_info(_document(html, url), url)
+
+
+@_guarded
+def parse_series_with_season(html: str, url: str) -> tuple[SeriesInfo, SeasonPage | None]:
+    """A series or season page read once for both: the series, and the episode table the page shows.
+
+    A season page carries the whole series header and the season links; a series page shows its first season's
+    table. The table is None when the page shows none.
+    """
     root = _document(html, url)
+    series = _series_info(root, url)
+    season: int | None
+    if SEASON_PATH_RE.match(url_path(url) or "") is not None:
+        key, season = parse_season_url(url)
+    else:
+        key, season = series.key, _shown_season(root, series)
+    if season is None or not _X_EPISODE_TABLE(root):
+        return series, None
+    return series, _season_page(root, url, key, season)
+
+
+def _shown_season(root: Any, series: SeriesInfo) -> int | None:
+    """The season whose table a series page shows: its first episode row's link, else the first regular season."""
+    for row in _X_EPISODE_ROWS(root):
+        for link in row.iter("a"):
+            match = EPISODE_PATH_RE.match(url_path(link.get("href") or "") or "")
+            if match is not None:
+                return episode_place(match)[1]
+    return series.seasons[0] if series.seasons else None
+
+
+def _series_info(root: Any, url: str) -> SeriesInfo:
+    key = parse_series_url(url)
     heading = _first(_X_SERIES_H1(root), _X_NAME_H1(root))
     title = ""
     if heading is not None:
@@ -271,7 +303,10 @@ def _imdb(root: Any) -> str | None:
 def parse_season_page(html: str, url: str) -> SeasonPage:
     """A season page `/staffel-N` or the movies page `/filme` (season 0): one summary per episode row."""
     key, season = parse_season_url(url)
-    root = _document(html, url)
+    return _season_page(_document(html, url), url, key, season)
+
+
+def _season_page(root: Any, url: str, key: str, season: int) -> SeasonPage:
     rows = _X_EPISODE_ROWS(root)
     if not rows and not _X_EPISODE_TABLE(root):
         raise ParseError(f"{url} has no episode table", details={"url": url, "missing": "episode table"})
