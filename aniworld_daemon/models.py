@@ -111,8 +111,21 @@ class Series:
     imdb_id: str | None = None
     genres: tuple[str, ...] = ()
     fsk: int | None = None
+    alternative_titles: tuple[str, ...] = ()
+    folder_matched: bool = False  # the folder was found in an existing library: never guessed again
+    refreshed_at: datetime | None = None  # last time every season page was read (None: never)
     added_at: datetime | None = None
     updated_at: datetime | None = None
+
+    @property
+    def year(self) -> int | None:
+        """The first year, the one library folders carry."""
+        return self.year_start
+
+    @property
+    def running(self) -> bool:
+        """True while the show has no end year (its latest season can still grow)."""
+        return self.year_end is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +142,16 @@ class Episode:
     file_path: str | None = None  # relative to the library root
     file_size: int | None = None
     updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SeasonFetch:
+    """When a season page of a series was last read, and how many episodes it listed."""
+
+    series_key: str
+    season: int
+    fetched_at: datetime
+    episodes: int
 
 
 @dataclass(frozen=True, slots=True)

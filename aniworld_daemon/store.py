@@ -28,6 +28,7 @@ from aniworld_daemon.models import (
     Priority,
     ScanReport,
     ScanStatus,
+    SeasonFetch,
     Series,
     SeriesSource,
 )
@@ -146,8 +147,35 @@ _MIGRATION_1: tuple[str, ...] = (
     "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1,)
+# Rescans: what the provider said per season and when, so finished seasons are not read again on every rescan.
+_MIGRATION_2: tuple[str, ...] = (
+    "ALTER TABLE series ADD COLUMN alternative_titles TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE series ADD COLUMN folder_matched INTEGER NOT NULL DEFAULT 0 CHECK (folder_matched IN (0, 1))",
+    "ALTER TABLE series ADD COLUMN refreshed_at REAL",
+    """
+    CREATE TABLE seasons (
+        series_key TEXT NOT NULL REFERENCES series (key) ON DELETE CASCADE,
+        season INTEGER NOT NULL,
+        fetched_at REAL NOT NULL,
+        episodes INTEGER NOT NULL,
+        PRIMARY KEY (series_key, season)
+    )
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
 SCHEMA_VERSION = len(MIGRATIONS)
+
+_UPSERT_EPISODE = """
+    INSERT INTO episodes (series_key, season, number, title_de, title_en, languages, state,
+        file_path, file_size, updated_at)
+    VALUES (:series_key, :season, :number, :title_de, :title_en, :languages, :state,
+        :file_path, :file_size, :updated_at)
+    ON CONFLICT (series_key, season, number) DO UPDATE SET title_de = excluded.title_de,
+        title_en = excluded.title_en, languages = excluded.languages, state = excluded.state,
+        file_path = excluded.file_path, file_size = excluded.file_size,
+        updated_at = excluded.updated_at
+"""
 
 # update_download() builds its SET clause from these names only (fixed at import from the dataclass, never
 # from input); the identity of a queue item is not updatable.
@@ -216,7 +244,10 @@ _SERIES_DECODERS: _Decoders = {
     "languages": _languages,
     "seasons": _json_tuple,
     "genres": _json_tuple,
+    "alternative_titles": _json_tuple,
     "monitored": bool,
+    "folder_matched": bool,
+    "refreshed_at": _from_epoch,
     "source": SeriesSource,
     "added_at": _from_epoch,
     "updated_at": _from_epoch,
@@ -231,6 +262,7 @@ _DOWNLOAD_DECODERS: _Decoders = {
     "started_at": _from_epoch,
     "finished_at": _from_epoch,
 }
+_SEASON_DECODERS: _Decoders = {"fetched_at": _from_epoch}
 _HISTORY_DECODERS: _Decoders = {"kind": HistoryKind, "created_at": _from_epoch, "data": json.loads}
 _SCAN_DECODERS: _Decoders = {
     "status": ScanStatus,
@@ -415,17 +447,20 @@ class Database:
             await conn.execute(
                 """
                 INSERT INTO series (key, site, title, folder, languages, seasons, monitored, source,
-                    year_start, year_end, description, cover_url, imdb_id, genres, fsk, added_at, updated_at)
+                    year_start, year_end, description, cover_url, imdb_id, genres, fsk, alternative_titles,
+                    folder_matched, refreshed_at, added_at, updated_at)
                 VALUES (:key, :site, :title, :folder, :languages, :seasons, :monitored, :source,
-                    :year_start, :year_end, :description, :cover_url, :imdb_id, :genres, :fsk, :added_at,
-                    :updated_at)
+                    :year_start, :year_end, :description, :cover_url, :imdb_id, :genres, :fsk, :alternative_titles,
+                    :folder_matched, :refreshed_at, :added_at, :updated_at)
                 ON CONFLICT (key) DO UPDATE SET site = excluded.site, title = excluded.title,
                     folder = excluded.folder, languages = excluded.languages, seasons = excluded.seasons,
                     monitored = excluded.monitored, source = excluded.source,
                     year_start = excluded.year_start, year_end = excluded.year_end,
                     description = excluded.description,
                     cover_url = excluded.cover_url, imdb_id = excluded.imdb_id, genres = excluded.genres,
-                    fsk = excluded.fsk, updated_at = excluded.updated_at
+                    fsk = excluded.fsk, alternative_titles = excluded.alternative_titles,
+                    folder_matched = excluded.folder_matched, refreshed_at = excluded.refreshed_at,
+                    updated_at = excluded.updated_at
                 """,
                 params,
             )
@@ -455,19 +490,7 @@ class Database:
         if not params:
             return
         async with self._transaction(f"saving {len(params)} episodes") as conn:
-            await conn.executemany(
-                """
-                INSERT INTO episodes (series_key, season, number, title_de, title_en, languages, state,
-                    file_path, file_size, updated_at)
-                VALUES (:series_key, :season, :number, :title_de, :title_en, :languages, :state,
-                    :file_path, :file_size, :updated_at)
-                ON CONFLICT (series_key, season, number) DO UPDATE SET title_de = excluded.title_de,
-                    title_en = excluded.title_en, languages = excluded.languages, state = excluded.state,
-                    file_path = excluded.file_path, file_size = excluded.file_size,
-                    updated_at = excluded.updated_at
-                """,
-                params,
-            )
+            await conn.executemany(_UPSERT_EPISODE, params)
 
     async def list_episodes(self, series_key: str) -> list[Episode]:
         """Return the episodes of a series, ordered by season and number."""
@@ -508,6 +531,30 @@ class Database:
                 )
             )
         return _decode(Episode, _EPISODE_DECODERS, rows[0])
+
+    # ---- seasons ---------------------------------------------------------------------------------------
+
+    async def list_season_fetches(self, series_key: str | None = None) -> list[SeasonFetch]:
+        """When each season page was last read (of one series, or of all), ordered by series and season."""
+        rows = await self._fetchall(
+            "listing season fetches",
+            "SELECT * FROM seasons WHERE (:key IS NULL OR series_key = :key) ORDER BY series_key, season",
+            {"key": series_key},
+        )
+        return [_decode(SeasonFetch, _SEASON_DECODERS, row) for row in rows]
+
+    async def save_season(self, series: str, season: int, episodes: Iterable[Episode], fetched_at: datetime) -> None:
+        """Store one read season page in one transaction: its episodes and when it was read."""
+        now = _utcnow()
+        params = [_params(replace(episode, updated_at=episode.updated_at or now)) for episode in episodes]
+        async with self._transaction(f"saving season {season} of {series}") as conn:
+            await conn.executemany(_UPSERT_EPISODE, params)
+            await conn.execute(
+                "INSERT INTO seasons (series_key, season, fetched_at, episodes) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (series_key, season) DO UPDATE SET fetched_at = excluded.fetched_at,"
+                " episodes = excluded.episodes",
+                (series, season, _to_epoch(fetched_at), len(params)),
+            )
 
     # ---- downloads --------------------------------------------------------------------------------------
 
