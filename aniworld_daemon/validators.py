@@ -21,6 +21,8 @@ LANGUAGES = tuple(language.value for language in Language)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 NAMING_FIELDS = ("title", "year", "season", "episode", "episode_title", "key", "language", "imdb_id")
+# The template's first folder is the series folder: one per series, so it may only use fields of the series.
+SERIES_NAMING_FIELDS = ("title", "year", "key", "imdb_id")
 
 SERIES_KEY_RE = re.compile(r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$")
 SERIES_PATH_RE = re.compile(r"^/anime/stream/([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)(?:/[^?#]*)?/?$")
@@ -289,6 +291,9 @@ def naming_template(value: Any) -> str:
         raise vol.Invalid("the template must contain {season} and {episode}")
     if value.startswith("/") or any(part == ".." for part in value.split("/")):
         raise vol.Invalid("the template must be a path inside the library (no leading '/' or '..')")
+    if any(name not in SERIES_NAMING_FIELDS for name in _series_folder_fields(value)):
+        allowed = ", ".join(f"{{{name}}}" for name in SERIES_NAMING_FIELDS)
+        raise vol.Invalid(f"the first folder names the series: use only {allowed} in it")
     try:
         value.format(
             title="T",
@@ -303,6 +308,17 @@ def naming_template(value: Any) -> str:
     except (ValueError, IndexError, KeyError) as err:
         raise vol.Invalid(f"invalid template: {err}") from err
     return value
+
+
+def _series_folder_fields(template: str) -> list[str]:
+    """The fields of a template's first path component ('/' separates components only outside of fields)."""
+    fields: list[str] = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if "/" in literal:
+            break
+        if name is not None:
+            fields.append(name)
+    return fields
 
 
 def section(fields: dict[Any, Any]) -> Callable[[Any], dict[str, Any]]:

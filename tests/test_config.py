@@ -225,6 +225,14 @@ BAD_CONFIGS = [
         ],
     ),
     (
+        "naming-series-folder-with-episode-fields",
+        "library:\n  path: ./lib\n  naming: '{title} S{season:02}/E{episode:02}'\n",
+        [
+            "{f}:3: library -> naming: the first folder names the series: use only {{title}}, {{year}}, {{key}}, "
+            "{{imdb_id}} in it (got '{{title}} S{{season:02}}/E{{episode:02}}')"
+        ],
+    ),
+    (
         "mqtt-topic-wildcard",
         LIB + "mqtt:\n  base_topic: aniworld/#\n",
         [
