@@ -11,10 +11,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from aniworld_daemon import __version__
+from aniworld_daemon import commands as library_commands
 from aniworld_daemon.app import Application, configure_logging
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
+from aniworld_daemon.models import Language
 from aniworld_daemon.provider import commands
+from aniworld_daemon.provider.commands import print_json
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "ANIWORLD_DAEMON_CONFIG"
@@ -54,7 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
     episode = commands.add_parser("episode", parents=[site], help="show an episode's titles, languages and hosters")
     episode.add_argument("url", metavar="URL", help="an episode URL (.../staffel-N/episode-M or .../filme/film-K)")
     episode.add_argument("--resolve", action="store_true", help="follow every hoster link to its media URL")
+
+    add = commands.add_parser("add", parents=[common], help="follow a series (reads its page once)")
+    add.add_argument("series", metavar="URL_OR_KEY", help="a series URL or key, e.g. one-piece")
+    add.add_argument(
+        "--language",
+        dest="languages",
+        action="append",
+        choices=[language.value for language in Language],
+        help="wanted language, in order of preference (repeat it; default: provider.languages)",
+    )
+    add.add_argument(
+        "--season",
+        dest="seasons",
+        action="append",
+        type=_season_number,
+        help="wanted season (repeat it; 0 = the movies; default: every regular season)",
+    )
+    remove = commands.add_parser("remove", parents=[common], help="stop following a series (its files stay)")
+    remove.add_argument("key", metavar="KEY", help="the series key, as shown by `list`")
+    listing = commands.add_parser("list", parents=[common], help="show the followed series")
+    listing.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    scan = commands.add_parser(
+        "scan", parents=[common], help="rescan now: compare the site with the library and show what is missing"
+    )
+    scan.add_argument("keys", metavar="KEY", nargs="*", help="only these series (default: every monitored one)")
+    scan.add_argument("--dry-run", action="store_true", help="write nothing into the library and queue nothing")
+    scan.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
     return parser
+
+
+def _season_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a season number like 1 (0 = the movies), got {text!r}")
+    return int(text)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -122,6 +158,45 @@ def _load(path: Path) -> Config | None:
         return None
 
 
+def _library_command(args: argparse.Namespace) -> int:
+    """Run `add`, `remove`, `list` or `scan` on the configured data dir; errors are one line, exit status 1."""
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
+    configure_logging("warning", verbose=args.verbose)
+    try:
+        output = asyncio.run(_run_library_command(config, args))
+    except AniworldError as err:
+        print(f"error: {err.message}", file=sys.stderr)
+        return 1
+    if isinstance(output, str):
+        print(output)
+    else:
+        print_json(output)
+    return 0
+
+
+async def _run_library_command(config: Config, args: argparse.Namespace) -> object:
+    if args.command == "add":
+        languages = tuple(Language(value) for value in dict.fromkeys(args.languages or ()))
+        seasons = tuple(sorted(set(args.seasons))) if args.seasons else None
+        async with library_commands.open_components(config) as parts:
+            series = await parts.series.follow(args.series, languages=languages, seasons=seasons)
+        return f"Following {series.title} ({series.key}); its folder is {config.library.path / series.folder}"
+    if args.command == "remove":
+        async with library_commands.open_components(config) as parts:
+            series = await parts.series.unfollow(args.key)
+        return f"No longer following {series.title} ({series.key}); its files stay where they are"
+    if args.command == "list":
+        rows = await library_commands.series_rows(config)
+        return library_commands.series_json(rows) if args.json else library_commands.series_text(rows)
+    progress = None if args.json else library_commands.default_progress()
+    result = await library_commands.scan(config, args.keys, dry_run=args.dry_run, progress=progress)
+    if args.json:
+        return library_commands.scan_json(result)
+    return library_commands.scan_text(result, dry_run=args.dry_run)
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and print every problem."""
     path = _config_path(args)
@@ -148,6 +223,10 @@ COMMANDS = {
     "search": _site_command,
     "info": _site_command,
     "episode": _site_command,
+    "add": _library_command,
+    "remove": _library_command,
+    "list": _library_command,
+    "scan": _library_command,
 }
 
 

@@ -15,9 +15,13 @@ from aniworld_daemon import __version__
 from aniworld_daemon.config import Config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.events import EventBus, ServerShutdown
+from aniworld_daemon.library import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
+from aniworld_daemon.rescan import Rescanner, ScanResult
+from aniworld_daemon.scheduler import Scheduler
+from aniworld_daemon.series import SeriesManager
 from aniworld_daemon.store import Database
 from aniworld_daemon.systemd import SystemdNotifier
 from aniworld_daemon.web.server import HealthReport, HealthStatus, WebServer
@@ -41,6 +45,10 @@ class Application:
         self.http = HttpClient(config.provider)
         self.provider = AniworldProvider(self.http, config.provider.base_url)
         self.hosters = HosterRegistry(config.provider.hosters)
+        self.series = SeriesManager(self.db, self.provider, self.bus, NamingTemplate(config.library.naming))
+        # auto_download hands missing episodes to the download queue; the queue engine is a later component.
+        self.rescanner = Rescanner(self.db, self.provider, self.bus, self.series, config)
+        self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
         self.notifier = notifier or SystemdNotifier()
         self.web = WebServer(config.api, version=__version__, health=self.health)
         self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
@@ -57,11 +65,31 @@ class Application:
             await asyncio.to_thread(self._prepare_directories)
             await self._start_step("store", self.db.open, self.db.close)
             await self._start_step("http", self.http.start, self.http.close)
+            await self._start_step("series", self._sync_series, self.rescanner.stop)
+            await self._start_step("scheduler", self._start_scheduler, self._stop_scheduler)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
         except BaseException:
             await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
             raise
+
+    async def _sync_series(self) -> None:
+        await self.series.sync_config(self.config.series)
+
+    async def _start_scheduler(self) -> None:
+        # The last run survives restarts: it is the start of the newest stored scan report.
+        latest = await self.db.list_scans(limit=1)
+        self.scheduler = Scheduler(
+            self.config.schedule, self._scheduled_rescan, last_run=latest[0].started_at if latest else None
+        )
+        await self.scheduler.start()
+
+    async def _stop_scheduler(self) -> None:
+        # The current instance: _start_scheduler replaced the one built by the constructor.
+        await self.scheduler.stop()
+
+    async def _scheduled_rescan(self, trigger: str) -> ScanResult:
+        return await self.rescanner.rescan(trigger)
 
     def _prepare_directories(self) -> None:
         for path in (self.config.data_dir, self.config.library.path):
@@ -156,6 +184,10 @@ class Application:
         self.http.reconfigure(new.provider)
         self.provider.base_url = new.provider.base_url.rstrip("/")
         self.hosters = HosterRegistry(new.provider.hosters)
+        self.series.template = NamingTemplate(new.library.naming)
+        self.rescanner.reconfigure(new)
+        self.scheduler.reconfigure(new.schedule)
+        await self.series.sync_config(new.series)
         apply_log_level(new.logging.level, verbose=self._verbose)
         self.notifier.status(self.status_line())
         LOGGER.info("Reloaded configuration")

@@ -189,13 +189,19 @@ async def test_start_creates_directories_and_stops_in_reverse(config: Config, ca
         assert (config.data_dir / "aniworld.db").is_file()
         await application.stop()
     steps = [
-        record.getMessage() for record in caplog.records if record.getMessage().startswith(("Starting ", "Stopping "))
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "aniworld_daemon.app" and record.getMessage().startswith(("Starting ", "Stopping "))
     ]
     assert steps[1:] == [
         "Starting store",
         "Starting http",
+        "Starting series",
+        "Starting scheduler",
         "Starting web",
         "Stopping web",
+        "Stopping scheduler",
+        "Stopping series",
         "Stopping http",
         "Stopping store",
     ]
