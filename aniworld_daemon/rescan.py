@@ -370,7 +370,8 @@ class Rescanner:
             series = await self._series.refresh_metadata(series, info, taken=run.taken)
             available = [*info.seasons, *([0] if info.has_movies else [])]
         else:
-            available = [*fetches, *(series.seasons or ())]
+            # No series page read: the seasons known so far, plus any new one a page was read for (named by the feed).
+            available = [*fetches, *pages, *(series.seasons or ())]
         wanted = wanted_seasons(series, available)
         new: list[tuple[int, int]] = []
         for season, page in sorted(pages.items()):

@@ -169,15 +169,17 @@ async def test_released_episodes_are_found_by_the_next_rescan(start_app: StartAp
     assert not fakesite.catalog.series["blade-of-dawn"].running
     running_new = fakesite.release("the-ogres-bride")
     finished_new = fakesite.release("blade-of-dawn")  # a finished show: only the feed can tell
+    new_season = fakesite.release("blade-of-dawn", season=3)  # a sequel season of a finished show
+    assert new_season == (3, 1)
 
     second = await app.rescanner.rescan("manual")
     await app.bus.drain()
 
     assert running_new in places(outcome(second, "the-ogres-bride").missing)
-    assert finished_new in places(outcome(second, "blade-of-dawn").missing)
-    assert second.report.new_episodes == 2
-    found = {event.data.series_key: event.data.episodes for event in events}  # type: ignore[attr-defined]
-    assert found == {"the-ogres-bride": (running_new,), "blade-of-dawn": (finished_new,)}
+    assert {finished_new, new_season} <= places(outcome(second, "blade-of-dawn").missing)
+    assert second.report.new_episodes == 3
+    found = {event.data.series_key: set(event.data.episodes) for event in events}  # type: ignore[attr-defined]
+    assert found == {"the-ogres-bride": {running_new}, "blade-of-dawn": {finished_new, new_season}}
 
 
 async def test_a_refusal_mid_scan_ends_the_scan_partial(start_app: StartApp, fakesite: FakeSite) -> None:
