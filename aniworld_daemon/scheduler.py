@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -19,7 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from tzlocal import get_localzone
 
 from aniworld_daemon.config import CronSchedule, DailySchedule, RescanSchedule, ScheduleConfig
-from aniworld_daemon.validators import WEEKDAYS
+from aniworld_daemon.validators import WEEKDAYS, cron_weekdays
 
 LOGGER = logging.getLogger(__name__)
 
@@ -31,10 +30,6 @@ MISFIRE_GRACE_SECONDS = 3600
 MAX_JITTER_SECONDS = 120.0
 # Intervals this short are for trying things out: their runs stay on the beat.
 MIN_JITTERED_INTERVAL = timedelta(seconds=10)
-
-# Crontab weekday numbers: 0 and 7 are Sunday.
-_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_WEEKDAY_ITEM_RE = re.compile(r"^(\*|[a-z]+|[0-9]+)(?:-([a-z]+|[0-9]+))?(?:/([0-9]+))?$")
 
 RescanJob = Callable[[str], Awaitable[object]]
 """The rescan the scheduler runs, called with the trigger name: "schedule", "startup" or run_now()'s."""
@@ -78,7 +73,7 @@ def _crontab_trigger(expression: str, tz: tzinfo) -> BaseTrigger:
     minute, hour, day, month, weekday = expression.split()
     # APScheduler 3 counts weekdays from Monday = 0 (documented in from_crontab), so '1-5' would mean Tue-Sat and
     # '0' Monday; the field is passed on as day names instead, which mean the same in both.
-    weekdays = _cron_weekdays(weekday)
+    weekdays = cron_weekdays(weekday)
 
     def cron(day_field: str, weekday_field: str, jitter: float | None) -> BaseTrigger:
         return CronTrigger(
@@ -96,39 +91,6 @@ def _crontab_trigger(expression: str, tz: tzinfo) -> BaseTrigger:
     # cron(8): when both day fields are restricted (do not start with '*'), a day matching either one runs, so
     # '0 3 1 * mon' runs on the 1st and on every Monday. CronTrigger requires both; the union is two triggers.
     return OrTrigger([cron(day, "*", None), cron("*", weekdays, None)], jitter=MAX_JITTER_SECONDS)
-
-
-def _cron_weekdays(field: str) -> str:
-    """A crontab weekday field (numbers with 0 or 7 for Sunday, names, ranges, steps, lists) as day names or '*'."""
-    days: set[int] = set()
-    for item in field.lower().split(","):
-        match = _WEEKDAY_ITEM_RE.match(item)
-        if match is None:
-            raise ValueError(f"invalid weekday field {field!r}")
-        start, end, step_text = match.groups()
-        if start == "*":
-            first, last = 0, 6
-        else:
-            first = _cron_weekday(start)
-            # 'n/step' means n through the end of the week; 'fri-sun' ends on Sunday, numbered 7 here.
-            last = _cron_weekday(end) if end else (6 if step_text else first)
-            if last < first and last == 0:
-                last = 7
-        step = int(step_text) if step_text else 1
-        if last < first or step < 1 or (start == "*" and end):
-            raise ValueError(f"invalid weekday field {field!r}")
-        days.update(day % 7 for day in range(first, last + 1, step))
-    if len(days) == 7:
-        return "*"
-    return ",".join(_CRON_WEEKDAYS[day] for day in sorted(days))
-
-
-def _cron_weekday(text: str) -> int:
-    if text.isascii() and text.isdigit() and int(text) <= 7:
-        return int(text)
-    if text in _CRON_WEEKDAYS:
-        return _CRON_WEEKDAYS.index(text)
-    raise ValueError(f"invalid weekday {text!r}")
 
 
 def _describe(schedule: RescanSchedule) -> str:

@@ -20,6 +20,9 @@ HOSTERS = ("voe", "vidoza", "vidmoly", "doodstream", "filemoon", "speedfiles", "
 LANGUAGES = tuple(language.value for language in Language)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# Crontab weekday numbers: 0 and 7 are Sunday.
+_CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_WEEKDAY_ITEM_RE = re.compile(r"^(\*|[a-z]+|[0-9]+)(?:-([a-z]+|[0-9]+))?(?:/([0-9]+))?$")
 NAMING_FIELDS = ("title", "year", "season", "episode", "episode_title", "key", "language", "imdb_id")
 # The template's first folder is the series folder: one per series, so it may only use fields of the series.
 SERIES_NAMING_FIELDS = ("title", "year", "key", "imdb_id")
@@ -141,14 +144,48 @@ def optional_size(value: Any) -> int | None:
 
 
 def crontab(value: Any) -> str:
-    """A five-field crontab expression like '0 3 * * *'."""
+    """A five-field crontab expression like '0 3 * * *' (weekdays as in cron: 0 and 7 are Sunday)."""
     if not isinstance(value, str) or len(value.split()) != 5:
         raise vol.Invalid("expected a crontab like '0 3 * * *' (minute hour day month weekday)")
+    minute, hour, day, month, weekday = value.split()
     try:
-        CronTrigger.from_crontab(value)
+        CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=cron_weekdays(weekday))
     except ValueError as err:
         raise vol.Invalid(f"invalid crontab: {err}") from err
     return " ".join(value.split())
+
+
+def cron_weekdays(field: str) -> str:
+    """A crontab weekday field (numbers with 0 or 7 for Sunday, names, ranges, steps, lists) as day names or '*'."""
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        match = _WEEKDAY_ITEM_RE.match(item)
+        if match is None:
+            raise ValueError(f"invalid weekday field {field!r}")
+        start, end, step_text = match.groups()
+        if start == "*":
+            first, last = 0, 6
+        else:
+            first = _cron_weekday(start)
+            # 'n/step' means n through the end of the week; 'fri-sun' ends on Sunday, numbered 7 here.
+            last = _cron_weekday(end) if end else (6 if step_text else first)
+            if last < first and last == 0:
+                last = 7
+        step = int(step_text) if step_text else 1
+        if last < first or step < 1 or (start == "*" and end):
+            raise ValueError(f"invalid weekday field {field!r}")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    if len(days) == 7:
+        return "*"
+    return ",".join(_CRON_WEEKDAYS[day] for day in sorted(days))
+
+
+def _cron_weekday(text: str) -> int:
+    if text.isascii() and text.isdigit() and int(text) <= 7:
+        return int(text)
+    if text in _CRON_WEEKDAYS:
+        return _CRON_WEEKDAYS.index(text)
+    raise ValueError(f"invalid weekday {text!r}")
 
 
 def clock(value: Any) -> dt_time:

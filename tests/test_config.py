@@ -509,6 +509,34 @@ def test_duration_rejects(text: object) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
+    [
+        ("0 3 * * *", "0 3 * * *"),
+        ("  */15  *  * * * ", "*/15 * * * *"),
+        ("0 3 * * 7", "0 3 * * 7"),  # cron: 0 and 7 are Sunday
+        ("0 3 * * sun-sat", "0 3 * * sun-sat"),
+        ("0 3 1 * mon", "0 3 1 * mon"),
+    ],
+)
+def test_crontab_accepts(text: str, expected: str) -> None:
+    assert crontab(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0 3 * * 8", "invalid weekday '8'"),
+        ("0 3 * * fri-mon", "invalid weekday field"),
+        ("60 3 * * *", "higher than the maximum value"),
+        ("0 3 * *", "minute hour day month weekday"),
+    ],
+)
+def test_crontab_rejects(text: str, message: str) -> None:
+    with pytest.raises(vol.Invalid, match=message):
+        crontab(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
     [("500M", 500 * 1024**2), ("2G", 2 * 1024**3), ("1.5G", int(1.5 * 1024**3)), ("2GiB", 2 * 1024**3), (1024, 1024)],
 )
 def test_size_accepts(text: object, expected: int) -> None:
