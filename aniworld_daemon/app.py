@@ -15,7 +15,7 @@ from aniworld_daemon import __version__
 from aniworld_daemon.config import Config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.events import EventBus, ServerShutdown
-from aniworld_daemon.library import NamingTemplate
+from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient

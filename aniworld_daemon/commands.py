@@ -11,8 +11,8 @@ from typing import Any, TextIO
 from aniworld_daemon.app import DB_FILE
 from aniworld_daemon.config import Config
 from aniworld_daemon.events import Event, EventBus, EventType, ScanProgress
-from aniworld_daemon.library import NamingTemplate
 from aniworld_daemon.models import Episode, EpisodeState, ScanReport, Series
+from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aniworld_daemon.config import Config
-from aniworld_daemon.errors import AniworldError, Blocked, NotFoundError, ProviderError
+from aniworld_daemon.errors import AniworldError, Blocked, NotFoundError, ProviderError, StorageError
 from aniworld_daemon.events import (
     EpisodesFound,
     EventBus,
@@ -236,6 +236,9 @@ class Rescanner:
         requests_seen: _Count,
     ) -> ScanResult:
         root = self._config.library.path
+        if selected and not await asyncio.to_thread(root.is_dir):
+            # Without the library every episode would look missing and be downloaded again.
+            raise StorageError(f"the library {root} does not exist; is its disk mounted?", details={"path": str(root)})
         if selected:
             folders, feed = await asyncio.gather(asyncio.to_thread(list_folders, root), self._read_feed())
         else:
@@ -349,7 +352,15 @@ class Rescanner:
             except ProviderError as err:
                 error = err.message
                 LOGGER.warning("Rescan of %s: %s", series.key, err.message)
-        series, files = await self._disk(series, run)
+        try:
+            series, files = await self._disk(series, run)
+        except StorageError as err:
+            # An unreadable folder (a NAS gone away) must not turn every episode into "missing": states stay as
+            # they were and nothing of this series is handed to the queue.
+            LOGGER.error("Rescan of %s: %s", series.key, err.message)
+            episodes = await self._db.list_episodes(series.key)
+            downloaded = sum(1 for episode in episodes if episode.state is EpisodeState.DOWNLOADED)
+            return SeriesScan(series.key, series.title, series.folder, (), (), downloaded, new, err.message)
         outcome = await self._reconcile(series, files, run, new, error)
         if not run.dry_run and self._config.library.write_nfo:
             await self._write_metadata(series, run)

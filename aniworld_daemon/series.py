@@ -10,8 +10,8 @@ from typing import Literal
 from aniworld_daemon.config import SeriesConfig
 from aniworld_daemon.errors import ConflictError, NotFoundError, ValidationError
 from aniworld_daemon.events import EventBus, SeriesAdded, SeriesRemoved, SeriesUpdated
-from aniworld_daemon.library import NamingTemplate, SeriesNaming, sanitize_component
 from aniworld_daemon.models import HistoryKind, Language, Series, SeriesSource
+from aniworld_daemon.naming import NamingTemplate, SeriesNaming, sanitize_component
 from aniworld_daemon.provider.aniworld import AniworldProvider, SeriesInfo, normalize_key
 from aniworld_daemon.store import Database
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
-from aniworld_daemon.library import NamingTemplate, SeriesNaming, list_folders, scan_folder
+from aniworld_daemon.library import list_folders, scan_folder
 from aniworld_daemon.models import Language
+from aniworld_daemon.naming import NamingTemplate, SeriesNaming
 from tests.conftest import free_port
 from tests.fakesite.catalog import Catalog, Season, Series
 from tests.fakesite.core import Knobs, ensure_media

@@ -19,23 +19,19 @@ from aniworld_daemon.library import (
     VIDEO_EXTENSIONS,
     EpisodeFile,
     FolderScan,
-    NamingTemplate,
-    SeriesNaming,
     ShowMetadata,
-    folder_season,
     is_partial,
     library_path,
     list_folders,
     match_folder,
     needs_poster,
-    parse_episode_name,
-    sanitize_component,
     scan_folder,
     write_file_atomic,
     write_poster,
     write_show_nfo,
 )
 from aniworld_daemon.models import Language
+from aniworld_daemon.naming import NamingTemplate, SeriesNaming, folder_season, parse_episode_name, sanitize_component
 
 DEFAULT = "{title} ({year})/Season {season:02}/{title} - S{season:02}E{episode:02} - {episode_title}"
 TOOL = "{title} [imdbid-{imdb_id}]/Season {season:02}/{title} S{season:02}E{episode:03}"

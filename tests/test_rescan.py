@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
-from aniworld_daemon.errors import NotFoundError
+from aniworld_daemon.errors import NotFoundError, StorageError
 from aniworld_daemon.events import Event, EventType
 from aniworld_daemon.models import Episode, EpisodeState, Language, ScanReport, ScanStatus
 from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan
@@ -379,3 +381,47 @@ async def test_run_on_start_rescans_at_start(start_app: StartApp, fakesite: Fake
     scans = await wait_for_scans(app, "startup", 1)
     assert [scan.status for scan in scans] == [ScanStatus.COMPLETE]
     assert (await app.series.get("blade-of-dawn")).title == "Blade of Dawn"
+
+
+async def test_an_unreadable_folder_keeps_its_episodes(
+    start_app: StartApp, fakesite: FakeSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
+    make_file(app.config.library.path / "Blade of Dawn (2015)" / "Season 01" / "Blade of Dawn - S01E01 - a.mkv")
+    first = await app.rescanner.rescan("manual")
+    assert outcome(first, "blade-of-dawn").downloaded == 1
+    real_scandir = os.scandir
+
+    def scandir(path: Any) -> Any:
+        # A permission error cannot be made for root with chmod: the one stand-in in this file.
+        if Path(path).name == "Blade of Dawn (2015)":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    queue = RecordingQueue()
+    second = await Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue).rescan("manual")
+
+    blade = outcome(second, "blade-of-dawn")
+    assert blade.error is not None and "Permission denied" in blade.error
+    assert blade.missing == () and blade.downloaded == 1
+    assert second.report.status is ScanStatus.PARTIAL
+    assert {episode.series_key for episode in queue.calls[0]} == {"the-ogres-bride"}
+    stored = {(e.season, e.number): e.state for e in await app.db.list_episodes("blade-of-dawn")}
+    assert stored[(1, 1)] is EpisodeState.DOWNLOADED
+
+
+async def test_a_missing_library_fails_the_scan(start_app: StartApp, fakesite: FakeSite) -> None:
+    app = await start_app("  - blade-of-dawn\n")
+    events: list[Event] = []
+    app.bus.subscribe(events.append, (EventType.SCAN_FAILED,))
+    app.config.library.path.rmdir()
+
+    with pytest.raises(StorageError, match="does not exist; is its disk mounted"):
+        await app.rescanner.rescan("manual")
+    await app.bus.drain()
+
+    (report,) = await app.db.list_scans()
+    assert report.status is ScanStatus.FAILED
+    assert [event.data.error_code for event in events] == ["storage_error"]  # type: ignore[attr-defined]
+    assert site_requests(fakesite) == 0
