@@ -15,7 +15,7 @@ from aniworld_daemon import commands as library_commands
 from aniworld_daemon.app import Application, configure_logging
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
-from aniworld_daemon.models import Language
+from aniworld_daemon.models import Language, SeriesSource
 from aniworld_daemon.provider import commands
 from aniworld_daemon.provider.commands import print_json
 
@@ -186,7 +186,10 @@ async def _run_library_command(config: Config, args: argparse.Namespace) -> obje
     if args.command == "remove":
         async with library_commands.open_components(config) as parts:
             series = await parts.series.unfollow(args.key)
-        return f"No longer following {series.title} ({series.key}); its files stay where they are"
+        text = f"No longer following {series.title} ({series.key}); its files stay where they are"
+        if series.source is SeriesSource.CONFIG:
+            text += f"\nIt is listed under series: in {config.source}; remove it there too, or it comes back on start"
+        return text
     if args.command == "list":
         rows = await library_commands.series_rows(config)
         return library_commands.series_json(rows) if args.json else library_commands.series_text(rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from typing import Any, TextIO
 
 from aniworld_daemon.app import DB_FILE
 from aniworld_daemon.config import Config
+from aniworld_daemon.errors import StorageError
 from aniworld_daemon.events import Event, EventBus, EventType, ScanProgress
 from aniworld_daemon.models import Episode, EpisodeState, ScanReport, Series
 from aniworld_daemon.naming import NamingTemplate
@@ -32,7 +34,14 @@ class Components:
 
 @asynccontextmanager
 async def open_components(config: Config) -> AsyncIterator[Components]:
-    """The store, HTTP client and managers of the configured data dir, with the YAML `series:` list applied."""
+    """The store, HTTP client and managers of the configured data dir, with the YAML `series:` list applied.
+
+    Like the daemon's start, this creates the data dir and the library folder when they do not exist yet.
+    """
+    try:
+        await asyncio.to_thread(config.library.path.mkdir, parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"cannot create the library {config.library.path}: {err.strerror or err}") from err
     db = Database(config.data_dir / DB_FILE)
     await db.open()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from aniworld_daemon import commands as library_commands
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
 from aniworld_daemon.errors import ConflictError, NotFound, NotFoundError, ValidationError
@@ -189,8 +191,27 @@ async def test_cli_add_list_scan_remove(fakesite: FakeSite, tmp_path: Path) -> N
 
     status, out, err = await cli("remove", "the-ogres-bride", "-c", str(config))
     assert status == 0, err
+    assert "listed under series:" not in out
+    status, out, err = await cli("remove", "blade-of-dawn", "-c", str(config))
+    assert status == 0, err
+    assert f"It is listed under series: in {config}; remove it there too" in out
     status, out, err = await cli("remove", "the-ogres-bride", "-c", str(config))
     assert (status, out) == (1, "")
     assert err.strip() == "error: series the-ogres-bride is not followed"
     status, out, err = await cli("scan", "nope", "-c", str(config))
     assert (status, err.strip()) == (1, "error: not followed: nope")
+
+
+async def test_scan_shows_progress_per_series(fakesite: FakeSite, write_config: Callable[..., Path], port: int) -> None:
+    config = load_config(write_config(config_text(fakesite, port, "  - blade-of-dawn\n  - the-ogres-bride\n")))
+    progress = io.StringIO()
+
+    result = await library_commands.scan(config, [], dry_run=True, progress=progress)
+
+    lines = [line for line in progress.getvalue().replace("\033[K", "").split("\r") if line]
+    assert [line.split(" · ")[0] for line in lines] == ["series 1/2", "series 2/2"]
+    assert lines[-1].split(" · ")[1] == f"{result.report.requests} requests"
+    assert {line.split(" · ")[2] for line in lines} == {"Blade of Dawn", "The Ogre's Bride"}
+    text = library_commands.scan_text(result, dry_run=True)
+    assert "dry run: nothing queued or written" in text
+    assert "missing: S01E01-E06, S02E01-E04" in text  # ranges per season
