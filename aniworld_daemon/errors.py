@@ -44,6 +44,12 @@ class Blocked(ProviderError):
     code = "provider_blocked"
 
 
+class Unreachable(ProviderError):
+    """The site did not answer at all (connection refused, timeouts, DNS), even after retries."""
+
+    code = "provider_unreachable"
+
+
 class ParseError(ProviderError):
     """A page did not have the structure we expect."""
 

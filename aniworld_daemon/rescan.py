@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aniworld_daemon.config import Config
-from aniworld_daemon.errors import AniworldError, Blocked, NotFoundError, ProviderError, StorageError
+from aniworld_daemon.errors import AniworldError, Blocked, NotFoundError, ProviderError, StorageError, Unreachable
 from aniworld_daemon.events import (
     EpisodesFound,
     EventBus,
@@ -95,7 +95,7 @@ class _ScanRun:
     taken: set[str]  # folders that belong to a followed series
     feed: dict[str, list[FeedEntry]] | None  # new-episode feed rows per series key; None: the feed was unreadable
     live: set[tuple[str, int, int]]  # episodes queued or downloading
-    blocked: Blocked | None = None
+    halted: str | None = None  # why the site is not asked any more in this scan (refused us, or does not answer)
     done: int = 0
     outcomes: list[SeriesScan] = field(default_factory=list)
 
@@ -250,9 +250,9 @@ class Rescanner:
             dry_run=dry_run,
             folders=set(folders),
             taken={series.folder for series in all_series if series.folder},
-            feed=feed if not isinstance(feed, Blocked) else None,
+            feed=feed if not isinstance(feed, str) else None,
             live={(item.series_key, item.season, item.number) for item in live},
-            blocked=feed if isinstance(feed, Blocked) else None,
+            halted=feed if isinstance(feed, str) else None,
         )
         workers = asyncio.Semaphore(SERIES_WORKERS)
 
@@ -280,7 +280,7 @@ class Rescanner:
         errors = {outcome.key: outcome.error for outcome in outcomes if outcome.error is not None}
         finished = replace(
             report,
-            status=ScanStatus.PARTIAL if errors or run.blocked is not None else ScanStatus.COMPLETE,
+            status=ScanStatus.PARTIAL if errors or run.halted is not None else ScanStatus.COMPLETE,
             finished_at=_utcnow(),
             series_checked=sum(1 for outcome in outcomes if outcome.error is None),
             requests=requests_seen(),
@@ -320,13 +320,16 @@ class Rescanner:
         )
         return ScanResult(report=finished, series=outcomes, queued=queued)
 
-    async def _read_feed(self) -> dict[str, list[FeedEntry]] | Blocked | None:
-        """The new-episodes feed per series key; a Blocked site is returned (the scan goes on from disk only)."""
+    async def _read_feed(self) -> dict[str, list[FeedEntry]] | str | None:
+        """The new-episodes feed per series key, None when it is unreadable.
+
+        When the site refused us or does not answer, the reason (text) instead: the scan goes on from the disk only.
+        """
         try:
             entries = await self._provider.new_episodes()
-        except Blocked as err:
-            LOGGER.warning("The site refused the feed: %s", err.message)
-            return err
+        except (Blocked, Unreachable) as err:
+            LOGGER.warning("The site is not read in this rescan: %s", err.message)
+            return _halt_text(err)
         except ProviderError as err:
             # Without the feed only the running series are refreshed; the next full refresh catches up.
             LOGGER.warning("The new-episodes feed could not be read: %s", err.message)
@@ -341,14 +344,15 @@ class Rescanner:
     async def _scan_series(self, series: Series, run: _ScanRun) -> SeriesScan:
         error: str | None = None
         new: tuple[tuple[int, int], ...] = ()
-        if run.blocked is not None:
-            error = f"not checked: {_blocked_text(run.blocked)}"
+        if run.halted is not None:
+            error = f"not checked: {run.halted}"
         else:
             try:
                 series, new = await self._refresh(series, run)
-            except Blocked as err:
-                run.blocked = run.blocked or err
-                error = _blocked_text(err)
+            except (Blocked, Unreachable) as err:
+                # Every further request would be refused or time out too: the other series are not asked.
+                run.halted = run.halted or _halt_text(err)
+                error = _halt_text(err)
             except ProviderError as err:
                 error = err.message
                 LOGGER.warning("Rescan of %s: %s", series.key, err.message)
@@ -525,7 +529,7 @@ class Rescanner:
         )
         try:
             await asyncio.to_thread(write_show_nfo, folder, metadata)
-            if series.cover_url and run.blocked is None and await asyncio.to_thread(needs_poster, folder):
+            if series.cover_url and run.halted is None and await asyncio.to_thread(needs_poster, folder):
                 await asyncio.to_thread(write_poster, folder, await self._provider.cover(series.cover_url))
         except ProviderError as err:
             LOGGER.info("No poster for %s yet: %s", series.key, err.message)
@@ -553,6 +557,9 @@ def _episode_record(key: str, summary: EpisodeSummary, known: dict[tuple[int, in
     return replace(old, title_de=fresh.title_de, title_en=fresh.title_en, languages=fresh.languages)
 
 
-def _blocked_text(err: Blocked) -> str:
-    host = err.details.get("host", "the site")
-    return f"{host} refused our requests; no requests to it until {err.details.get('until', 'the cooldown ends')}"
+def _halt_text(err: Blocked | Unreachable) -> str:
+    """Why the site is not asked any more in this scan."""
+    if isinstance(err, Blocked):
+        host = err.details.get("host", "the site")
+        return f"{host} refused our requests; no requests to it until {err.details.get('until', 'the cooldown ends')}"
+    return f"the site does not answer ({err.message})"

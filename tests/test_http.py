@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aniworld_daemon.config import ProviderConfig, default_provider_config
-from aniworld_daemon.errors import Blocked, NotFound, ProviderError
+from aniworld_daemon.errors import Blocked, NotFound, ProviderError, Unreachable
 from aniworld_daemon.provider.http import HttpClient
 from tests.conftest import free_port
 from tests.fakesite.server import FakeSite
@@ -155,14 +155,15 @@ async def test_404_is_not_found_and_not_retried(fakesite: FakeSite, make_client:
     assert fakesite.log.count("site") == 1
 
 
-async def test_connection_refused_is_a_provider_error() -> None:
-    """Nothing listening: a ProviderError after the retries, not an aiohttp exception."""
+async def test_connection_refused_is_unreachable() -> None:
+    """Nothing listening: Unreachable (a ProviderError) after the retries, not an aiohttp exception."""
     url = f"http://127.0.0.1:{free_port()}/"
     config = dataclasses.replace(default_provider_config(url), requests_per_second=100.0)
     async with HttpClient(config, retry_base=0.01) as http:
-        with pytest.raises(ProviderError) as failed:
+        with pytest.raises(Unreachable) as failed:
             await http.get(url)
     assert "failed after 4 attempts" in failed.value.message
+    assert failed.value.code == "provider_unreachable"
 
 
 async def test_final_url_stops_at_the_other_origin(fakesite: FakeSite, make_client: Callable[..., HttpClient]) -> None:

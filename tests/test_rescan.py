@@ -19,7 +19,7 @@ from aniworld_daemon.errors import NotFoundError, StorageError
 from aniworld_daemon.events import Event, EventType
 from aniworld_daemon.models import Episode, EpisodeState, Language, ScanReport, ScanStatus
 from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan
-from tests.conftest import minimal_config
+from tests.conftest import free_port, minimal_config
 from tests.fakesite.server import FakeSite
 
 MB = 1024 * 1024
@@ -427,3 +427,21 @@ async def test_a_missing_library_fails_the_scan(start_app: StartApp, fakesite: F
     assert report.status is ScanStatus.FAILED
     assert [event.data.error_code for event in events] == ["storage_error"]  # type: ignore[attr-defined]
     assert site_requests(fakesite) == 0
+
+
+async def test_a_site_that_does_not_answer_is_asked_once_per_scan(
+    write_config: Callable[..., Path], port: int, fakesite: FakeSite
+) -> None:
+    text = site_yaml(fakesite, "  - blade-of-dawn\n  - the-ogres-bride\n  - moonlit-academy\n")
+    closed = f"http://127.0.0.1:{free_port()}"
+    app = Application(load_config(write_config(minimal_config(port, text.replace(fakesite.base_url, closed)))))
+    await app.start()
+    try:
+        result = await app.rescanner.rescan("manual")
+    finally:
+        await app.stop()
+
+    assert result.report.status is ScanStatus.PARTIAL
+    assert result.report.requests == 4  # the feed, with its retries; then no series page is tried
+    assert set(result.report.errors) == {"blade-of-dawn", "the-ogres-bride", "moonlit-academy"}
+    assert all(error.startswith("not checked: the site does not answer") for error in result.report.errors.values())

@@ -19,7 +19,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from aniworld_daemon.config import ProviderConfig
-from aniworld_daemon.errors import Blocked, NotFound, ProviderError
+from aniworld_daemon.errors import Blocked, NotFound, ProviderError, Unreachable
 
 LOGGER = logging.getLogger(__name__)
 
@@ -238,6 +238,7 @@ class HttpClient:
             raise ProviderError(f"not an http(s) URL: {url}", details={"url": url})
         budget = self._budget(host)
         last_problem = ""
+        response: Response | None = None
         for attempt in range(1, self._attempts + 1):
             async with budget.slots:
                 await budget.wait_turn()
@@ -267,7 +268,9 @@ class HttpClient:
                 LOGGER.debug("%s %s answered %s (attempt %d/%d)", method, url, response.status, attempt, self._attempts)
             if attempt < self._attempts:
                 await asyncio.sleep(delay)
-        raise ProviderError(
+        # No answer at all on the last attempt: the host is down or unreachable, not just unhappy with one page.
+        error = Unreachable if response is None else ProviderError
+        raise error(
             f"{method} {url} failed after {self._attempts} attempts: {last_problem}",
             details={"url": url, "problem": last_problem},
         )
