@@ -139,12 +139,22 @@ def _site_command(args: argparse.Namespace) -> int:
             page, resolved = asyncio.run(commands.episode(provider, args.url, resolve=args.resolve))
             output = commands.episode_json(page, resolved) if args.json else commands.episode_text(page, resolved)
     except AniworldError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 1
+        return _print_error(err)
+    return _print_output(output)
+
+
+def _print_error(err: AniworldError) -> int:
+    """A command's failure: one `error:` line on stderr, exit status 1."""
+    print(f"error: {err.message}", file=sys.stderr)
+    return 1
+
+
+def _print_output(output: object) -> int:
+    """A command's result: text as it is, anything else as JSON; exit status 0."""
     if isinstance(output, str):
         print(output)
     else:
-        commands.print_json(output)
+        print_json(output)
     return 0
 
 
@@ -167,13 +177,8 @@ def _library_command(args: argparse.Namespace) -> int:
     try:
         output = asyncio.run(_run_library_command(config, args))
     except AniworldError as err:
-        print(f"error: {err.message}", file=sys.stderr)
-        return 1
-    if isinstance(output, str):
-        print(output)
-    else:
-        print_json(output)
-    return 0
+        return _print_error(err)
+    return _print_output(output)
 
 
 async def _run_library_command(config: Config, args: argparse.Namespace) -> object:

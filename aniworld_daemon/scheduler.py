@@ -149,17 +149,7 @@ class Scheduler:
         self._scheduler.start()  # binds to the running loop
         self._add_rescan_job()
         if self._config.run_on_start:
-            self._scheduler.add_job(
-                self._scheduled_run,
-                DateTrigger(run_date=datetime.now(self._tz), timezone=self._tz),
-                args=["startup"],
-                id=STARTUP_JOB_ID,
-                name="startup rescan",
-                misfire_grace_time=MISFIRE_GRACE_SECONDS,
-                coalesce=True,
-                max_instances=1,
-                replace_existing=True,
-            )
+            self._add_job(STARTUP_JOB_ID, DateTrigger(run_date=datetime.now(self._tz), timezone=self._tz), "startup")
         LOGGER.info(
             "Rescans run %s%s; the next at %s",
             _describe(self._config.rescan),
@@ -231,14 +221,17 @@ class Scheduler:
         return next_run.astimezone(self._tz).isoformat(timespec="seconds") if next_run is not None else "never"
 
     def _add_rescan_job(self) -> None:
+        self._add_job(JOB_ID, build_trigger(self._config.rescan, self._tz), "schedule")
+
+    def _add_job(self, job_id: str, trigger: BaseTrigger, name: str) -> None:
         self._scheduler.add_job(
             self._scheduled_run,
-            build_trigger(self._config.rescan, self._tz),
-            args=["schedule"],
-            id=JOB_ID,
-            name="rescan",
+            trigger,
+            args=[name],
+            id=job_id,
+            name=f"{name} rescan",
             misfire_grace_time=MISFIRE_GRACE_SECONDS,
-            coalesce=True,
+            coalesce=True,  # runs missed while the machine slept are one run, not a burst
             max_instances=1,
             replace_existing=True,
         )
