@@ -100,6 +100,39 @@ async def test_open_configures_connection(db: Database) -> None:
     assert await db.ping()
 
 
+async def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "aniworld.db"
+    old = Database(path)
+    await old.open()
+    await old.close()
+    with sqlite3.connect(path) as conn:  # a database as the first release left it: schema 1, one series
+        conn.execute("DROP TABLE seasons")
+        for column in ("alternative_titles", "folder_matched", "refreshed_at"):
+            conn.execute(f"ALTER TABLE series DROP COLUMN {column}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO series (key, site, title, folder, monitored, source, added_at, updated_at)"
+            " VALUES ('frieren', 'aniworld.to', 'Frieren', 'Frieren (2023)', 1, 'config', 0, 0)"
+        )
+    conn.close()
+
+    db = Database(path)
+    await db.open()
+    try:
+        assert await pragma(db, "user_version") == SCHEMA_VERSION == 2
+        stored = await db.get_series("frieren")
+        assert stored is not None
+        assert (stored.folder, stored.folder_matched, stored.refreshed_at, stored.alternative_titles) == (
+            "Frieren (2023)",
+            False,
+            None,
+            (),
+        )
+        assert await db.list_season_fetches("frieren") == []
+    finally:
+        await db.close()
+
+
 async def test_migrations_run_twice_are_a_noop(tmp_path: Path) -> None:
     path = tmp_path / "aniworld.db"
     first = Database(path)
