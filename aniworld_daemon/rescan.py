@@ -100,6 +100,14 @@ class _ScanRun:
     outcomes: list[SeriesScan] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Known:
+    """What the database knows of one series: episodes by (season, number), and the seasons read so far."""
+
+    episodes: dict[tuple[int, int], Episode]
+    fetches: dict[int, SeasonFetch]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -344,11 +352,12 @@ class Rescanner:
     async def _scan_series(self, series: Series, run: _ScanRun) -> SeriesScan:
         error: str | None = None
         new: tuple[tuple[int, int], ...] = ()
+        known: _Known | None = None
         if run.halted is not None:
             error = f"not checked: {run.halted}"
         else:
             try:
-                series, new = await self._refresh(series, run)
+                series, new, known = await self._refresh(series, run)
             except (Blocked, Unreachable) as err:
                 # Every further request would be refused or time out too: the other series are not asked.
                 run.halted = run.halted or _halt_text(err)
@@ -365,16 +374,23 @@ class Rescanner:
             episodes = await self._db.list_episodes(series.key)
             downloaded = sum(1 for episode in episodes if episode.state is EpisodeState.DOWNLOADED)
             return SeriesScan(series.key, series.title, series.folder, (), (), downloaded, new, err.message)
-        outcome = await self._reconcile(series, files, run, new, error)
+        outcome = await self._reconcile(
+            series, files, run, known or await self._known(series.key), new=new, error=error
+        )
         if not run.dry_run and self._config.library.write_nfo:
             await self._write_metadata(series, run)
         return outcome
 
-    async def _refresh(self, series: Series, run: _ScanRun) -> tuple[Series, tuple[tuple[int, int], ...]]:
-        """Read the pages of a series that can have changed; store them; return the series and its new episodes."""
+    async def _known(self, key: str) -> _Known:
+        """What the database knows of a series: its episodes and the seasons read so far."""
+        episodes = {(episode.season, episode.number): episode for episode in await self._db.list_episodes(key)}
+        return _Known(episodes, {fetch.season: fetch for fetch in await self._db.list_season_fetches(key)})
+
+    async def _refresh(self, series: Series, run: _ScanRun) -> tuple[Series, tuple[tuple[int, int], ...], _Known]:
+        """Read and store the pages of a series that can have changed; return it, its new episodes and what is known."""
         now = _utcnow()
-        fetches = {fetch.season: fetch for fetch in await self._db.list_season_fetches(series.key)}
-        known = {(episode.season, episode.number): episode for episode in await self._db.list_episodes(series.key)}
+        before = await self._known(series.key)
+        fetches, known = before.fetches, before.episodes
         full = (
             not fetches
             or series.refreshed_at is None
@@ -389,6 +405,7 @@ class Rescanner:
             available = [*fetches, *pages, *(series.seasons or ())]
         wanted = wanted_seasons(series, available)
         new: list[tuple[int, int]] = []
+        after = _Known(dict(known), dict(fetches))
         for season, page in sorted(pages.items()):
             if season not in wanted:
                 continue
@@ -396,9 +413,11 @@ class Rescanner:
             await self._db.save_season(series.key, season, episodes, now)
             if fetches:  # a series' first rescan finds its episodes, not new ones
                 new += [(ep.season, ep.number) for ep in episodes if (ep.season, ep.number) not in known]
+            after.episodes.update(((ep.season, ep.number), ep) for ep in episodes)
+            after.fetches[season] = SeasonFetch(series.key, season, now, len(episodes))
         if full:
             series = await self._series.save(series, replace(series, refreshed_at=now))
-        return series, tuple(new)
+        return series, tuple(new), after
 
     async def _read_pages(
         self,
@@ -474,14 +493,15 @@ class Rescanner:
         series: Series,
         files: tuple[EpisodeFile, ...],
         run: _ScanRun,
+        known: _Known,
+        *,
         new: tuple[tuple[int, int], ...],
         error: str | None,
     ) -> SeriesScan:
         """Set every episode's state from the disk, the queue and the languages; return the series' outcome."""
-        episodes = {(episode.season, episode.number): episode for episode in await self._db.list_episodes(series.key)}
+        episodes = dict(known.episodes)
         on_disk = {(file.season, file.number): file for file in files}
-        fetched = {fetch.season for fetch in await self._db.list_season_fetches(series.key)}
-        wanted = wanted_seasons(series, fetched)
+        wanted = wanted_seasons(series, known.fetches)
         languages = series.languages or self._config.provider.languages
         changed: list[Episode] = []
         for place in sorted(set(episodes) | set(on_disk)):
