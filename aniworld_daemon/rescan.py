@@ -279,7 +279,15 @@ class Rescanner:
                 )
             )
 
-        await asyncio.gather(*(work(series) for series in selected))
+        tasks = [asyncio.ensure_future(work(series)) for series in selected]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # A failure of one series that is not its own (the database) fails the scan: the others stop with it.
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         outcomes = tuple(sorted(run.outcomes, key=lambda outcome: outcome.key))
         queued = 0
         missing = [episode for outcome in outcomes for episode in outcome.missing]

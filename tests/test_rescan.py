@@ -445,3 +445,27 @@ async def test_a_site_that_does_not_answer_is_asked_once_per_scan(
     assert result.report.requests == 4  # the feed, with its retries; then no series page is tried
     assert set(result.report.errors) == {"blade-of-dawn", "the-ogres-bride", "moonlit-academy"}
     assert all(error.startswith("not checked: the site does not answer") for error in result.report.errors.values())
+
+
+async def test_a_database_failure_mid_scan_fails_the_scan(start_app: StartApp, fakesite: FakeSite) -> None:
+    keys = ["blade-of-dawn", "the-ogres-bride", "sword-shield-chronicle", "hoshi-no-uta", "moonlit-academy"]
+    app = await start_app("".join(f"  - {key}\n" for key in keys))
+    fakesite.knobs.latency = 0.05
+    progress: list[Event] = []
+    app.bus.subscribe(progress.append, (EventType.SCAN_PROGRESS,))
+    scan = asyncio.ensure_future(app.rescanner.rescan("manual"))
+    for _ in range(200):
+        if progress:
+            break
+        await asyncio.sleep(0.02)
+    assert progress, "no series finished within 4 s"
+
+    await app.db.close()  # the database goes away mid-scan (a full or vanished disk)
+
+    with pytest.raises(StorageError, match="the database is not open"):
+        await scan
+    await asyncio.sleep(0.2)  # requests already in flight are logged when the site answers them
+    seen = site_requests(fakesite)
+    await asyncio.sleep(0.4)
+    assert site_requests(fakesite) == seen  # no worker of the failed scan is still reading the site
+    assert not app.rescanner.running
