@@ -68,6 +68,18 @@ class DownloadError(AniworldError):
     code = "download_error"
 
 
+class DownloadCancelled(DownloadError):
+    """A download was cancelled (by the user, a queue stop or shutdown); the caller keeps or removes its files."""
+
+    code = "download_cancelled"
+
+
+class NoWantedLanguage(DownloadError):
+    """The episode page offers no hoster in any wanted language: the episode waits (`awaiting_language`)."""
+
+    code = "no_wanted_language"
+
+
 class StorageError(AniworldError):
     """The database or the library file system failed."""
 

@@ -1,0 +1,400 @@
+"""The thread bridge to yt-dlp and ffprobe: one blocking download per worker thread, progress, cancellation, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import gc
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yt_dlp
+import yt_dlp.utils
+from yt_dlp.networking.exceptions import HTTPError
+
+from aniworld_daemon.errors import DownloadCancelled, DownloadError, HosterError, StorageError
+from aniworld_daemon.provider.hosters.base import MediaKind, MediaSource
+
+LOGGER = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5  # at most 2 progress callbacks per second per download (plus one final)
+
+# yt-dlp prefixes its errors with "ERROR: " (possibly coloured) and may name the status only in the text.
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_HTTP_STATUS_RE = re.compile(r"HTTP Error (\d{3})")
+# Header values shorter than this are not secrets worth scrubbing (and would mangle messages: "1", "de").
+_SECRET_MIN_LENGTH = 8
+
+
+class CancelToken:
+    """Thread-safe cancel flag checked by the progress hook."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the download to stop at its next progress report."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel()` was called."""
+        return self._event.is_set()
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One progress report of a running download."""
+
+    downloaded_bytes: int
+    total_bytes: int | None  # total_bytes, else total_bytes_estimate (HLS)
+    speed_bps: float | None
+    eta_seconds: float | None
+
+    @property
+    def percent(self) -> float | None:
+        """0..100, None when the total is unknown."""
+        if not self.total_bytes:
+            return None
+        return min(100.0, 100.0 * self.downloaded_bytes / self.total_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class YtdlpOptions:
+    """The yt-dlp settings the config controls."""
+
+    retries: int = 10
+    fragment_retries: int = 10
+    rate_limit: int | None = None  # bytes/s per download (config downloads.rate_limit)
+    socket_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What ffprobe says about a downloaded file."""
+
+    duration: float
+    video_codec: str
+    width: int | None
+    height: int | None
+
+
+class YtdlpLogger:
+    """Routes yt-dlp's messages to the `aniworld_daemon.ytdlp` logger (yt-dlp's info and debug both become debug)."""
+
+    def debug(self, message: str) -> None:
+        """A yt-dlp debug or screen message."""
+        _log(logging.DEBUG, message)
+
+    def info(self, message: str) -> None:
+        """A yt-dlp info message."""
+        _log(logging.DEBUG, message)
+
+    def warning(self, message: str) -> None:
+        """A yt-dlp warning."""
+        _log(logging.WARNING, message)
+
+    def error(self, message: str) -> None:
+        """A yt-dlp error: debug only, because it raises right after and our caller logs the mapped error.
+
+        A hoster that refuses one file is routine (the next hoster is tried); it must not put ERROR lines in the log.
+        """
+        _log(logging.DEBUG, message)
+
+
+def _log(level: int, message: str) -> None:
+    """Log one yt-dlp message without its colours; the blank lines it writes to end progress lines are dropped."""
+    text = _ANSI_RE.sub("", message).strip()
+    if text:
+        LOGGER.log(level, "%s", text)
+
+
+async def download(
+    media: MediaSource,
+    temp_dir: Path,
+    stem: str,
+    *,
+    options: YtdlpOptions,
+    on_progress: Callable[[Progress], None],
+    cancel: CancelToken,
+) -> Path:
+    """Download `media` into temp_dir/<stem>.<ext> in a worker thread; return the finished file."""
+    loop = asyncio.get_running_loop()
+    hook = _ProgressHook(loop, on_progress, cancel)
+    future = loop.run_in_executor(None, _run, media, temp_dir, stem, options, hook)
+    try:
+        # shield: a task cancellation must not abandon the thread while it still writes the .part file.
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.cancel()
+        while not future.done():
+            try:
+                await asyncio.wait((future,))
+            except asyncio.CancelledError:
+                continue  # cancelled again while waiting: the thread still has to finish first
+        if not future.cancelled():
+            future.exception()  # retrieved: the thread's DownloadCancelled is expected here
+        raise
+
+
+class _ProgressHook:
+    """yt-dlp's progress hook: checks the cancel flag and forwards throttled Progress reports to the loop."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_progress: Callable[[Progress], None], cancel: CancelToken
+    ) -> None:
+        self._loop = loop
+        self._on_progress = on_progress
+        self.cancel = cancel
+        self._last_sent: float | None = None
+
+    def __call__(self, status: dict[str, Any]) -> None:
+        if self.cancel.cancelled:
+            raise yt_dlp.utils.DownloadCancelled()
+        state = status.get("status")
+        if state not in ("downloading", "finished"):
+            return
+        now = time.monotonic()
+        if state == "downloading" and self._last_sent is not None and now - self._last_sent < PROGRESS_INTERVAL:
+            return
+        self._last_sent = now
+        try:
+            self._loop.call_soon_threadsafe(self._on_progress, _progress(status))
+        except RuntimeError:  # the loop is closed: nobody waits for this download any more
+            raise yt_dlp.utils.DownloadCancelled() from None
+
+
+def _progress(status: dict[str, Any]) -> Progress:
+    """A Progress from one yt-dlp status dict (numbers may be floats or missing)."""
+    total = status.get("total_bytes") or status.get("total_bytes_estimate")
+    downloaded = status.get("downloaded_bytes")
+    if downloaded is None and status.get("status") == "finished":
+        downloaded = total  # a file found already complete is reported "finished" with its size only
+    speed = status.get("speed")
+    eta = status.get("eta")
+    return Progress(
+        downloaded_bytes=int(downloaded or 0),
+        total_bytes=int(total) if total else None,
+        speed_bps=float(speed) if speed is not None else None,
+        eta_seconds=float(eta) if eta is not None else None,
+    )
+
+
+def _ydl_params(
+    media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, hook: _ProgressHook
+) -> dict[str, Any]:
+    """The YoutubeDL parameters of one download."""
+    params: dict[str, Any] = {
+        "outtmpl": {"default": f"{stem}.%(ext)s"},
+        "paths": {"home": str(temp_dir), "temp": str(temp_dir)},
+        "http_headers": dict(media.headers),
+        "retries": options.retries,
+        "fragment_retries": options.fragment_retries,
+        # A missing HLS segment must fail the download, not leave a file with a hole that still probes fine.
+        "skip_unavailable_fragments": False,
+        "socket_timeout": options.socket_timeout,
+        "continuedl": True,  # resume a .part file with an HTTP Range request
+        "nopart": False,
+        "noplaylist": True,
+        "cachedir": False,  # yt-dlp must write nothing outside temp_dir (no ~/.cache)
+        "updatetime": False,
+        "noprogress": True,
+        "quiet": True,
+        "no_warnings": False,
+        "logger": YtdlpLogger(),
+        "progress_hooks": [hook],
+    }
+    if options.rate_limit is not None:
+        params["ratelimit"] = options.rate_limit
+    return params
+
+
+def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, hook: _ProgressHook) -> Path:
+    """The blocking download (worker thread); raises only errors of our tree."""
+    try:
+        with yt_dlp.YoutubeDL(_ydl_params(media, temp_dir, stem, options, hook)) as ydl:
+            if media.kind is MediaKind.MP4:
+                # A direct file: hand yt-dlp the format itself. The generic extractor would first GET the URL
+                # only to read its Content-Type and drop the connection, one more stream opened at the hoster.
+                direct = {
+                    "id": stem,
+                    "title": stem,
+                    "url": media.url,
+                    "ext": "mp4",
+                    "http_headers": dict(media.headers),
+                }
+                info = ydl.process_ie_result(direct, download=True)
+            else:
+                # HLS: the generic extractor reads a master playlist and picks the best variant.
+                info = ydl.extract_info(media.url, download=True, ie_key="Generic")
+            path = _finished_file(ydl, info)
+    except yt_dlp.utils.DownloadCancelled as err:
+        # yt-dlp's HLS downloader does not close its .part stream when a hook raises: the stream stays referenced
+        # from the traceback's frames and a reference cycle. Drop both now, so the file is closed when we return.
+        err.with_traceback(None)
+        gc.collect()
+        LOGGER.debug("%s: download cancelled; its partial files stay in %s", stem, temp_dir)
+        raise DownloadCancelled("the download was cancelled", details={"hoster": media.hoster}) from err
+    except Exception as err:  # yt-dlp raises its DownloadError, UnavailableVideoError, plain OSError...
+        raise _map_error(err, media, temp_dir) from err
+    if not path.is_file():
+        raise DownloadError(f"yt-dlp reported success but {path.name} is missing", details={"hoster": media.hoster})
+    if hook.cancel.cancelled:
+        # Cancelled after the last progress report (e.g. during yt-dlp's HLS remux): a cancel is a cancel; the
+        # finished file stays in temp_dir like any partial file, for the caller to keep or remove.
+        raise DownloadCancelled("the download was cancelled", details={"hoster": media.hoster})
+    return path
+
+
+def _finished_file(ydl: yt_dlp.YoutubeDL, info: dict[str, Any] | None) -> Path:
+    """The file yt-dlp finished (after its own HLS fixup), from the info dict it returned."""
+    if not info:
+        raise DownloadError("yt-dlp returned no result")
+    for requested in info.get("requested_downloads") or ():
+        if requested.get("filepath"):
+            return Path(requested["filepath"])
+    return Path(ydl.prepare_filename(info))
+
+
+def _causes(err: BaseException) -> Iterator[BaseException]:
+    """`err` and every exception behind it (yt-dlp's exc_info and cause, Python's __cause__/__context__)."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [err]
+    while pending:
+        current = pending.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None)
+        inner = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) == 3 else None
+        cause = getattr(current, "cause", None)
+        pending.extend(
+            [
+                inner if isinstance(inner, BaseException) else None,
+                cause if isinstance(cause, BaseException) else None,
+                current.__cause__,
+                current.__context__,
+            ]
+        )
+
+
+def _map_error(err: Exception, media: MediaSource, temp_dir: Path) -> DownloadError | HosterError | StorageError:
+    """Our error for a yt-dlp failure: 4xx -> HosterError, disk full -> StorageError, else DownloadError."""
+    message = _scrub(_clean(str(err)), media)
+    causes = list(_causes(err))
+    # yt-dlp often reports a write error only as text ("unable to write data: [Errno 28] ...").
+    if any(isinstance(cause, OSError) and cause.errno == errno.ENOSPC for cause in causes) or (
+        os.strerror(errno.ENOSPC) in message
+    ):
+        return _disk_full(temp_dir)
+    status = next((cause.status for cause in causes if isinstance(cause, HTTPError)), None)
+    if status is None:
+        match = _HTTP_STATUS_RE.search(message)
+        status = int(match.group(1)) if match else None
+    if status is not None and 400 <= status < 500:
+        return HosterError(
+            f"{media.hoster}: the media URL was refused ({message})", details={"hoster": media.hoster, "status": status}
+        )
+    return DownloadError(message, details={"hoster": media.hoster})
+
+
+def _disk_full(temp_dir: Path) -> StorageError:
+    """The error for a full disk under the temp folder."""
+    return StorageError(f"no space left on the disk of {temp_dir}", details={"path": str(temp_dir)})
+
+
+def _clean(message: str) -> str:
+    """A yt-dlp message without ANSI colours and its "ERROR: " prefix."""
+    return _ANSI_RE.sub("", message).strip().removeprefix("ERROR:").strip()
+
+
+def _scrub(message: str, media: MediaSource) -> str:
+    """`message` with every (long enough) header value blanked: tokens and cookies never reach logs or the API."""
+    for value in media.headers.values():
+        if len(value) >= _SECRET_MIN_LENGTH:
+            message = message.replace(value, "***")
+    return message
+
+
+def partial_files(temp_dir: Path, stem: str) -> list[Path]:
+    """Every file in temp_dir that belongs to `stem` (the finished file, .part, .ytdl, .part-FragN, .temp...)."""
+    # <stem>[.temp|.f<format>].<ext>[.part[-Frag<N>]][.part][.ytdl]: each name yt-dlp uses, and nothing of a stem
+    # that merely starts with ours ("x" must not claim "x.5.mp4").
+    pattern = re.compile(
+        re.escape(stem) + r"(?:\.temp|\.f[\w-]+)?\.[A-Za-z0-9]+(?:\.part(?:-Frag\d+)?)?(?:\.part)?(?:\.ytdl)?"
+    )
+    try:
+        entries = list(temp_dir.iterdir())
+    except FileNotFoundError:
+        return []
+    return sorted(path for path in entries if pattern.fullmatch(path.name) and path.is_file())
+
+
+def remove_files(temp_dir: Path, stem: str) -> int:
+    """Delete partial_files(temp_dir, stem); return how many."""
+    removed = 0
+    for path in partial_files(temp_dir, stem):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # removed meanwhile: nothing left to do
+        removed += 1
+    return removed
+
+
+async def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:  # noqa: ASYNC109 - the API names it so
+    """Run ffprobe on `path` (async subprocess); DownloadError unless it has a video stream and a duration > 0."""
+    command = ("ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path))
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+    except FileNotFoundError as err:
+        raise DownloadError("ffprobe is missing: install ffmpeg (it provides ffprobe)") from err
+    try:
+        out, err_out = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise DownloadError(
+            f"{path.name}: ffprobe did not finish within {timeout:g} s", details={"path": str(path)}
+        ) from None
+    if process.returncode != 0:
+        lines = err_out.decode(errors="replace").strip().splitlines()
+        reason = lines[0] if lines else f"exit status {process.returncode}"
+        raise DownloadError(f"{path.name} is not playable: ffprobe failed: {reason}", details={"path": str(path)})
+    return _media_info(path, out)
+
+
+def _media_info(path: Path, output: bytes) -> MediaInfo:
+    """MediaInfo from ffprobe's JSON, or DownloadError saying why the file is not playable."""
+    try:
+        data = json.loads(output)
+    except ValueError as err:
+        raise DownloadError(f"{path.name}: ffprobe printed no JSON", details={"path": str(path)}) from err
+    streams = data.get("streams") or []
+    video = next((stream for stream in streams if stream.get("codec_type") == "video"), None)
+    if video is None:
+        raise DownloadError(f"{path.name} is not playable: no video stream", details={"path": str(path)})
+    try:
+        duration = float((data.get("format") or {}).get("duration") or video.get("duration") or 0)
+    except ValueError:
+        duration = 0.0
+    if duration <= 0:
+        raise DownloadError(f"{path.name} is not playable: duration 0", details={"path": str(path)})
+    width, height = video.get("width"), video.get("height")
+    return MediaInfo(
+        duration=duration,
+        video_codec=str(video.get("codec_name") or "unknown"),
+        width=width if isinstance(width, int) else None,
+        height=height if isinstance(height, int) else None,
+    )
