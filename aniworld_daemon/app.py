@@ -13,11 +13,11 @@ from typing import Any
 
 from aniworld_daemon import __version__
 from aniworld_daemon.config import Config, load_config
+from aniworld_daemon.downloader import Downloader
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.events import EventBus, ServerShutdown
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
-from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult
 from aniworld_daemon.scheduler import Scheduler
@@ -44,10 +44,10 @@ class Application:
         self.db = Database(config.data_dir / DB_FILE)
         self.http = HttpClient(config.provider)
         self.provider = AniworldProvider(self.http, config.provider.base_url)
-        self.hosters = HosterRegistry(config.provider.hosters)
         self.series = SeriesManager(self.db, self.provider, self.bus, NamingTemplate(config.library.naming))
-        # auto_download hands missing episodes to the download queue; the queue engine is a later component.
-        self.rescanner = Rescanner(self.db, self.provider, self.bus, self.series, config)
+        self.downloader = Downloader(self.db, self.provider, self.http, self.bus, self.series, config)
+        # auto_download: each rescan hands its missing episodes to the download queue.
+        self.rescanner = Rescanner(self.db, self.provider, self.bus, self.series, config, queue=self.downloader)
         self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
         self.notifier = notifier or SystemdNotifier()
         self.web = WebServer(config.api, version=__version__, health=self.health)
@@ -66,6 +66,8 @@ class Application:
             await self._start_step("store", self.db.open, self.db.close)
             await self._start_step("http", self.http.start, self.http.close)
             await self._start_step("series", self._sync_series, self.rescanner.stop)
+            # Before the scheduler: a start-up rescan queues into a restored queue.
+            await self._start_step("downloader", self.downloader.start, self.downloader.stop)
             await self._start_step("scheduler", self._start_scheduler, self._stop_scheduler)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
@@ -164,6 +166,7 @@ class Application:
             f"{cooldown.host} refused us; no requests to it until {cooldown.until.isoformat(timespec='seconds')}"
             for cooldown in self.http.cooldowns()
         ]
+        problems += self.downloader.problems()
         return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, tuple(problems))
 
     async def reload(self) -> bool:
@@ -183,7 +186,7 @@ class Application:
         self.config = new
         self.http.reconfigure(new.provider)
         self.provider.base_url = new.provider.base_url.rstrip("/")
-        self.hosters = HosterRegistry(new.provider.hosters)
+        self.downloader.reconfigure(new)
         self.series.template = NamingTemplate(new.library.naming)
         self.rescanner.reconfigure(new)
         self.scheduler.reconfigure(new.schedule)

@@ -104,6 +104,14 @@ def _params(record: Series | Episode | Download | ScanReport) -> dict[str, Any]:
     return {field.name: _bind(getattr(record, field.name)) for field in fields(record)}
 
 
+def _id_filter(only: Iterable[str] | None) -> tuple[str | None, str | None]:
+    """Bound parameters for `(? IS NULL OR id IN (SELECT value FROM json_each(?)))`."""
+    if only is None:
+        return None, None
+    ids = _json(sorted(only))
+    return ids, ids
+
+
 def _languages(value: str) -> tuple[Language, ...]:
     return tuple(Language(item) for item in json.loads(value))
 
@@ -500,15 +508,44 @@ class Database:
             )
         return [_decode(Download, _DOWNLOAD_DECODERS, row) for row in rows]
 
-    async def next_pending(self, now: datetime) -> Download | None:
-        """Return the first pending item (queue order) whose `next_attempt_at` is unset or due by `now`."""
+    async def next_pending(self, now: datetime, only: Iterable[str] | None = None) -> Download | None:
+        """Return the first pending item (queue order) whose `next_attempt_at` is unset or due by `now`.
+
+        `only`: consider just these ids (a foreground `download` works on its own items).
+        """
         row = await self._fetchone(
             "picking the next download",
             "SELECT * FROM downloads WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))"
             " ORDER BY priority_rank, position, created_at, id LIMIT 1",
-            (_to_epoch(now),),
+            (_to_epoch(now), *_id_filter(only)),
         )
         return None if row is None else _decode(Download, _DOWNLOAD_DECODERS, row)
+
+    async def next_pending_due(self, only: Iterable[str] | None = None) -> datetime | None:
+        """Return the earliest `next_attempt_at` among pending items that wait for one (None: nothing waits)."""
+        row = await self._fetchone(
+            "reading the next retry time",
+            "SELECT MIN(next_attempt_at) FROM downloads WHERE status = 'pending' AND next_attempt_at IS NOT NULL"
+            " AND (? IS NULL OR id IN (SELECT value FROM json_each(?)))",
+            _id_filter(only),
+        )
+        return None if row is None else _from_epoch(row[0])
+
+    async def claim_download(self, download_id: str, now: datetime) -> Download | None:
+        """Mark a pending item `downloading` (stamping `started_at`) and return it; None if it is no longer pending.
+
+        The status check and the change are one statement, so two processes on one database never both claim it.
+        """
+        async with self._locked(f"claiming download {download_id}") as conn:
+            async with conn.execute(
+                "UPDATE downloads SET status = 'downloading', started_at = ? WHERE id = ? AND status = 'pending'",
+                (_to_epoch(now), download_id),
+            ) as cursor:
+                if cursor.rowcount == 0:
+                    return None
+            rows = list(await conn.execute_fetchall("SELECT * FROM downloads WHERE id = ?", (download_id,)))
+        return _decode(Download, _DOWNLOAD_DECODERS, rows[0])
 
     async def update_download(self, download_id: str, **changes: Any) -> Download:
         """Change columns of a queue item and return it.

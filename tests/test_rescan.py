@@ -39,7 +39,13 @@ def make_file(path: Path, size: int = 2 * MB) -> None:
 def site_yaml(
     site: FakeSite, series: str, *, extra: str = "", languages: str = ALL, schedule: str = "run_on_start: false"
 ) -> str:
-    """Config lines for the fake site: fast budget, short cooldown, no startup rescan (tests start it)."""
+    """Config lines for the fake site: fast budget, short cooldown, no startup rescan (tests start it).
+
+    The download queue is left out unless `extra` configures `downloads:`: these tests are about what a rescan
+    finds, and the real queue would change episode states and make requests of its own.
+    """
+    if "downloads:" not in extra:
+        extra += "downloads:\n  auto_download: false\n"
     return (
         f"provider:\n  base_url: {site.base_url}\n  requests_per_second: 500\n  max_connections: 2\n"
         f"  cooldown: 1s\n  languages: {languages}\n"
@@ -308,7 +314,9 @@ class RecordingQueue:
 
 
 async def test_auto_download_hands_missing_episodes_to_the_queue(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - the-ogres-bride\n  - blade-of-dawn\n")
+    app = await start_app(
+        "  - the-ogres-bride\n  - blade-of-dawn\n", extra="downloads:\n  auto_download: true\n  auto_start: false\n"
+    )
     queue = RecordingQueue()
     rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue)
 
@@ -400,7 +408,8 @@ async def test_an_unreadable_folder_keeps_its_episodes(
 
     monkeypatch.setattr(os, "scandir", scandir)
     queue = RecordingQueue()
-    second = await Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue).rescan("manual")
+    config = replace(app.config, downloads=replace(app.config.downloads, auto_download=True))
+    second = await Rescanner(app.db, app.provider, app.bus, app.series, config, queue=queue).rescan("manual")
 
     blade = outcome(second, "blade-of-dawn")
     assert blade.error is not None

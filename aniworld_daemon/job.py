@@ -1,0 +1,254 @@
+"""One queue item's work: episode page -> hosters in preference order -> yt-dlp -> ffprobe -> atomic import."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aniworld_daemon import ytdlp
+from aniworld_daemon.errors import (
+    AniworldError,
+    Blocked,
+    DownloadError,
+    HosterError,
+    NoWantedLanguage,
+    StorageError,
+)
+from aniworld_daemon.library import TEMP_DIR_NAME, library_path, scan_folder
+from aniworld_daemon.models import Download, Language, Series
+from aniworld_daemon.naming import NamingTemplate
+from aniworld_daemon.provider.aniworld import AniworldProvider
+from aniworld_daemon.provider.hosters import HosterRegistry, Resolver
+from aniworld_daemon.provider.http import HttpClient
+from aniworld_daemon.provider.records import EpisodePage, HosterLink
+from aniworld_daemon.series import naming_of
+
+LOGGER = logging.getLogger(__name__)
+
+
+def temp_dir(library: Path) -> Path:
+    """Where downloads are written until verified: on the library's file system, so the import is a rename."""
+    return library / TEMP_DIR_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One way to get an episode: a hoster link in a wanted language and the resolver for it."""
+
+    language: Language
+    link: HosterLink
+    resolver: Resolver
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """An episode file that is now in the library."""
+
+    file_path: str  # relative to the library root
+    size: int
+    language: Language | None
+    hoster: str | None
+    downloaded: bool  # False when the file was already in the library
+
+
+@dataclass(slots=True)
+class JobControl:
+    """What the queue engine hands one running job: the cancel flag and callbacks for progress and hoster choice."""
+
+    cancel: ytdlp.CancelToken
+    on_progress: Callable[[ytdlp.Progress], None]
+    on_hoster: Callable[[Language, str], None]
+    # (hoster, error) for every hoster that failed in this attempt, in order
+    failures: list[tuple[str, AniworldError]] = field(default_factory=list)
+
+
+def candidates(page: EpisodePage, languages: Sequence[Language], hosters: HosterRegistry) -> list[Candidate]:
+    """The page's hoster links in (language preference x hoster preference) order; unknown hosters dropped."""
+    found: list[Candidate] = []
+    for language in languages:
+        ranked: list[tuple[int, int, Candidate]] = []
+        for index, link in enumerate(page.hosters_for(language)):
+            resolver = hosters.get(link.name)
+            rank = hosters.rank(link.name)
+            if resolver is not None and rank is not None:
+                ranked.append((rank, index, Candidate(language, link, resolver)))
+        found += [candidate for _, _, candidate in sorted(ranked, key=lambda entry: entry[:2])]
+    return found
+
+
+class EpisodeJob:
+    """Runs one queue item to an imported file; raises what the engine must act on (see `run`)."""
+
+    def __init__(  # noqa: PLR0917 - every argument is a separate dependency of the job
+        self,
+        provider: AniworldProvider,
+        http: HttpClient,
+        hosters: HosterRegistry,
+        library: Path,
+        template: NamingTemplate,
+        options: ytdlp.YtdlpOptions,
+    ) -> None:
+        self._provider = provider
+        self._http = http
+        self._hosters = hosters
+        self._library = library
+        self._template = template
+        self._options = options
+
+    async def run(self, item: Download, series: Series, languages: Sequence[Language], control: JobControl) -> Imported:
+        """Download and import `item`.
+
+        Raises NoWantedLanguage (no link in a wanted language), Blocked (the site is cooling down; not an attempt),
+        DownloadCancelled, DownloadError (every hoster failed; details list them) or another AniworldError
+        (the site could not be read: retry later).
+        """
+        existing = await self._in_library(item, series)
+        if existing is not None:
+            LOGGER.info(
+                "%s S%02dE%02d is already in the library: %s", item.series_key, item.season, item.number, existing
+            )
+            return existing
+        page = await self._provider.episode(item.series_key, item.season, item.number)
+        options = candidates(page, languages, self._hosters)
+        if not options:
+            raise NoWantedLanguage(
+                f"{item.series_key} S{item.season:02d}E{item.number:02d} is not offered in "
+                + ", ".join(language.value for language in languages)
+                + (f" (only in {', '.join(language.value for language in page.languages)})" if page.languages else ""),
+                details={"languages": [language.value for language in page.languages]},
+            )
+        folder = temp_dir(self._library)
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        previous_hoster = item.hoster
+        for candidate in options:
+            name = candidate.resolver.name
+            if previous_hoster is not None and previous_hoster != name:
+                # A partial file of another hoster is another encode: it cannot be resumed from this one.
+                await asyncio.to_thread(ytdlp.remove_files, folder, item.id)
+            previous_hoster = name
+            try:
+                file = await self._fetch(item, candidate, control)
+            except Blocked as err:
+                if err.details.get("host") == urlsplit(self._provider.base_url).netloc.lower():
+                    raise  # the site itself: every further request would be refused too
+                control.failures.append((name, err))
+            except HosterError as err:
+                control.failures.append((name, err))
+            else:
+                try:
+                    info = await ytdlp.probe(file)
+                except DownloadError as err:
+                    # The hoster served something that is not a playable video: another hoster may do better.
+                    await asyncio.to_thread(ytdlp.remove_files, folder, item.id)
+                    control.failures.append((name, err))
+                else:
+                    LOGGER.debug("Verified %s: %s, %.1f s", file.name, info.video_codec, info.duration)
+                    title = page.title_de or page.title_en
+                    return await asyncio.to_thread(self._import, item, series, file, title, candidate)
+            LOGGER.info(
+                "%s S%02dE%02d: %s (%s) failed: %s",
+                item.series_key,
+                item.season,
+                item.number,
+                candidate.link.name,
+                candidate.language.value,
+                control.failures[-1][1].message,
+            )
+        raise _all_failed(item, control.failures)
+
+    async def _fetch(self, item: Download, candidate: Candidate, control: JobControl) -> Path:
+        embed_url = await self._provider.resolve_redirect(candidate.link.redirect_url)
+        media = await candidate.resolver.resolve(self._http, embed_url)
+        control.on_hoster(candidate.language, candidate.resolver.name)
+        return await ytdlp.download(
+            media,
+            temp_dir(self._library),
+            item.id,
+            options=self._options,
+            on_progress=control.on_progress,
+            cancel=control.cancel,
+        )
+
+    async def _in_library(self, item: Download, series: Series) -> Imported | None:
+        """The episode's file when it is already in the library (a crash after the rename, or the user's own)."""
+        if not series.folder or not library_path(self._library, series.folder).is_dir():
+            return None
+        scan = await asyncio.to_thread(scan_folder, self._library, series.folder, self._template, naming_of(series))
+        for file in scan.files:
+            if (file.season, file.number) == (item.season, item.number):
+                return Imported(file.path, file.size, item.language, item.hoster, downloaded=False)
+        return None
+
+    def _import(self, item: Download, series: Series, file: Path, title: str, candidate: Candidate) -> Imported:
+        """Move the verified file to its template path: the only step that puts anything into the library."""
+        relative = self._template.episode_path(
+            naming_of(series), item.season, item.number, title, candidate.language.value, file.suffix.lower()
+        )
+        target = library_path(self._library, relative)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _fsync(file)
+            _place(file, target)
+            _fsync_dir(target.parent)
+            size = target.stat().st_size
+        except OSError as err:
+            raise StorageError(f"cannot move the download into {target.parent}: {err.strerror or err}") from err
+        LOGGER.info("Imported %s", relative)
+        return Imported(relative, size, candidate.language, candidate.resolver.name, downloaded=True)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Rename `source` to `target` without ever replacing a file someone else put there."""
+    try:
+        # link() fails if the target exists: no window in which a user's file could be overwritten.
+        os.link(source, target)
+    except FileExistsError:
+        LOGGER.warning("%s appeared while downloading; keeping it and dropping the download", target)
+        source.unlink()
+        return
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+        # File systems without hard links (some SMB/FAT mounts): a plain rename, after checking.
+        if target.exists():
+            source.unlink()
+            return
+        source.replace(target)
+        return
+    source.unlink()
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    # Some file systems (SMB, FUSE) refuse to fsync a directory; that only costs durability after a power cut.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _all_failed(item: Download, failures: Sequence[tuple[str, AniworldError]]) -> AniworldError:
+    """The error of an attempt in which no hoster worked; all-Blocked stays Blocked (waiting is not a failure)."""
+    label = f"{item.series_key} S{item.season:02d}E{item.number:02d}"
+    if failures and all(isinstance(error, Blocked) for _, error in failures):
+        return failures[0][1]
+    summary = "; ".join(f"{hoster}: {error.message}" for hoster, error in failures)
+    return DownloadError(
+        f"every hoster failed for {label}: {summary}",
+        details={
+            "hosters": [{"hoster": hoster, "code": error.code, "message": error.message} for hoster, error in failures]
+        },
+    )

@@ -1,0 +1,475 @@
+"""The download queue engine through the real Application: real yt-dlp and ffprobe against the fake site."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aniworld_daemon.app import Application
+from aniworld_daemon.config import load_config
+from aniworld_daemon.downloader import backoff, in_window, seconds_until_window
+from aniworld_daemon.errors import NotFoundError
+from aniworld_daemon.events import Event, EventType
+from aniworld_daemon.library import TEMP_DIR_NAME
+from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
+from tests.conftest import minimal_config
+from tests.fakesite.server import FakeSite
+
+KEY = "blade-of-dawn"  # season 1: de-dub on voe and vidoza, de-sub on voe, filemoon and doodstream
+MP4_HOSTERS = "[doodstream, vidoza, filemoon, voe]"
+HLS_HOSTERS = "[voe, doodstream]"
+
+
+StartApp = Callable[..., Awaitable[tuple[Application, "Recorder"]]]
+
+
+class Recorder:
+    """Every event of the bus, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        """Record one event."""
+        self.events.append(event)
+
+    def of(self, kind: EventType) -> list[Event]:
+        """The events of one type."""
+        return [event for event in self.events if event.type is kind]
+
+
+def engine_yaml(
+    site: FakeSite, *, hosters: str = MP4_HOSTERS, languages: str = "[de-sub]", free: str = "0", downloads: str = ""
+) -> str:
+    """Config lines: fast site budget, 1 s cooldown, no scheduled rescans, blade-of-dawn season 1 followed."""
+    return (
+        f"provider:\n  base_url: {site.base_url}\n  requests_per_second: 500\n  max_connections: 4\n"
+        f"  cooldown: 1s\n  languages: {languages}\n  hosters: {hosters}\n"
+        f"schedule:\n  run_on_start: false\n"
+        f"downloads:\n  retry_backoff: 1s\n  min_free_space: {free}\n{downloads}"
+        f"series:\n  - key: {KEY}\n    seasons: [1]\n"
+    )
+
+
+@pytest.fixture
+async def start_app(write_config: Callable[..., Path], port: int, fakesite: FakeSite) -> AsyncIterator[StartApp]:
+    """Start the real Application against the fake site; `downloads` adds lines under `downloads:`."""
+    started: list[Application] = []
+
+    async def start(**options: str) -> tuple[Application, Recorder]:
+        config = load_config(write_config(minimal_config(port, engine_yaml(fakesite, **options))))
+        app = Application(config)
+        recorder = Recorder()
+        app.bus.subscribe(recorder)
+        await app.start()
+        started.append(app)
+        return app, recorder
+
+    yield start
+    for app in started:
+        await app.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
+    """Poll `check` every 50 ms until it is true; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def finished(app: Application, *ids: str, within: float = 30.0) -> list[Download]:
+    """Wait until these items are completed, failed or cancelled; return them."""
+
+    async def done() -> bool:
+        items = [await app.db.get_download(item_id) for item_id in ids]
+        return all(
+            item is not None and item.status not in (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING)
+            for item in items
+        )
+
+    await until(done, within, f"downloads {', '.join(ids)} to finish")
+    return [item for item in [await app.db.get_download(item_id) for item_id in ids] if item is not None]
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    """ffprobe's JSON view of a media file."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def temp_files(app: Application) -> list[str]:
+    """What is left in the library's temp dir."""
+    folder = app.config.library.path / TEMP_DIR_NAME
+    return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
+
+def library_videos(app: Application) -> list[str]:
+    """Video files in the library (outside the temp dir), relative."""
+    root = app.config.library.path
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and TEMP_DIR_NAME not in path.parts and path.suffix in (".mp4", ".mkv", ".ts")
+    )
+
+
+def media_requests(site: FakeSite, hoster: str) -> int:
+    """How many media requests (MP4, playlist, segments) a hoster served."""
+    return len(site.log.media(hoster))
+
+
+# --- one episode, start to end -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hosters", "used"), [(MP4_HOSTERS, "doodstream"), (HLS_HOSTERS, "voe")])
+async def test_an_episode_lands_at_its_template_path_and_plays(
+    start_app: StartApp, fakesite: FakeSite, hosters: str, used: str
+) -> None:
+    app, events = await start_app(hosters=hosters)
+    [item] = await app.downloader.add(KEY, [(1, 2)])
+    [done] = await finished(app, item.id)
+
+    assert done.status is DownloadStatus.COMPLETED, done.error_message
+    expected = "Blade of Dawn (2015)/Season 01/Blade of Dawn - S01E02 - Der Söldner ohne Namen.mp4"
+    assert done.file_path == expected
+    assert done.hoster == used
+    assert library_videos(app) == [expected]
+    probe = ffprobe(app.config.library.path / expected)
+    assert any(stream["codec_type"] == "video" for stream in probe["streams"])
+    assert float(probe["format"]["duration"]) > 0.5 * fakesite.media.duration
+    assert media_requests(fakesite, used) > 0
+    assert temp_files(app) == []
+
+    [episode] = [e for e in await app.db.list_episodes(KEY) if (e.season, e.number) == (1, 2)]
+    assert episode.state is EpisodeState.DOWNLOADED
+    assert episode.file_path == expected
+    assert episode.file_size == (app.config.library.path / expected).stat().st_size
+    [entry] = await app.db.list_history(kind=HistoryKind.DOWNLOAD_COMPLETED)
+    assert entry.data["hoster"] == used
+    await app.bus.drain()
+    kinds = [event.type for event in events.events if event.type.value.startswith("download_")]
+    assert kinds[0] is EventType.DOWNLOAD_STARTED
+    assert kinds[-1] is EventType.DOWNLOAD_COMPLETE
+    complete = events.of(EventType.DOWNLOAD_COMPLETE)[0].data
+    assert complete.file_path == expected  # type: ignore[attr-defined]
+
+
+async def test_a_queued_episode_is_added_once(start_app: StartApp) -> None:
+    app, _ = await start_app(downloads="  auto_start: false\n")
+    first = await app.downloader.add(KEY, [(1, 1), (1, 2), (1, 1)])
+    again = await app.downloader.add(KEY, [(1, 2), (1, 3)])
+    assert [(item.season, item.number) for item in first] == [(1, 1), (1, 2)]
+    assert [(item.season, item.number) for item in again] == [(1, 3)]
+    with pytest.raises(NotFoundError):
+        await app.downloader.add("not-followed", [(1, 1)])
+    states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
+    assert states == {(1, 1): EpisodeState.QUEUED, (1, 2): EpisodeState.QUEUED, (1, 3): EpisodeState.QUEUED}
+
+
+# --- errors: fallback, retries, failure, cooldown, language --------------------------------------------------------
+
+
+async def test_a_broken_hoster_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.dead_hosters.add("doodstream")
+    app, _ = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED, done.error_message
+    assert done.hoster == "filemoon"  # de-sub is on voe, filemoon, doodstream; voe is last in our preference
+    assert done.attempts == 0
+    assert media_requests(fakesite, "doodstream") == 0
+
+
+async def test_server_errors_are_retried_with_backoff(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.fail_media["doodstream"] = 10**6
+    app, events = await start_app(hosters="[doodstream]", downloads="  retries: 5\n")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def failed_twice() -> bool:
+        return len(events.of(EventType.DOWNLOAD_FAILED)) >= 2
+
+    await until(failed_twice, what="two failed attempts")
+    fakesite.knobs.fail_media["doodstream"] = 0
+    [done] = await finished(app, item.id)
+
+    assert done.status is DownloadStatus.COMPLETED, done.error_message
+    assert done.attempts == 2
+    first, second = events.of(EventType.DOWNLOAD_FAILED)[:2]
+    assert first.data.will_retry  # type: ignore[attr-defined]
+    assert second.data.will_retry  # type: ignore[attr-defined]
+    starts = [event.timestamp for event in events.of(EventType.DOWNLOAD_STARTED)]
+    assert len(starts) == 3
+    # Backoff doubles: >= 1 s then >= 2 s (minus the 25 % jitter) between a failure and the next attempt.
+    assert (starts[1] - first.timestamp).total_seconds() >= 0.75
+    assert (starts[2] - second.timestamp).total_seconds() >= 1.5
+
+
+async def test_an_episode_fails_after_its_retries(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.fail_media["doodstream"] = 10**6
+    app, events = await start_app(hosters="[doodstream]", downloads="  retries: 2\n")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [done] = await finished(app, item.id)
+
+    assert done.status is DownloadStatus.FAILED
+    assert done.attempts == 2
+    assert done.error_code == "download_error"
+    assert "503" in (done.error_message or "")
+    assert [event.data.will_retry for event in events.of(EventType.DOWNLOAD_FAILED)] == [True, False]  # type: ignore[attr-defined]
+    [entry] = await app.db.list_history(kind=HistoryKind.DOWNLOAD_FAILED)
+    assert entry.data["attempts"] == 2
+    states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
+    assert states[(1, 1)] is EpisodeState.MISSING
+    assert library_videos(app) == []
+    assert temp_files(app) == []
+
+    fakesite.knobs.fail_media["doodstream"] = 0
+    assert await app.downloader.retry() == 1
+    [again] = await finished(app, item.id)
+    assert again.status is DownloadStatus.COMPLETED
+    assert await app.downloader.clear_completed() == 1
+    assert await app.db.list_downloads() == []
+
+
+async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt(
+    start_app: StartApp, fakesite: FakeSite
+) -> None:
+    app, events = await start_app(downloads="  retries: 1\n")
+    fakesite.knobs.block("site", after=0)
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def waiting() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_FAILED))
+
+    await until(waiting, what="the refusal")
+    refused = await app.db.get_download(item.id)
+    assert refused is not None
+    assert refused.status is DownloadStatus.PENDING
+    assert refused.attempts == 0
+    assert refused.error_code == "provider_blocked"
+    assert refused.next_attempt_at is not None
+    assert refused.next_attempt_at > datetime.now(UTC)
+    fakesite.knobs.unblock("site")
+    [done] = await finished(app, item.id)
+    # retries: 1 would have failed the item at its first counted attempt: the refusal was not one.
+    assert done.status is DownloadStatus.COMPLETED
+    assert done.attempts == 0
+    refusal, *later = fakesite.log.select("site")
+    assert refusal.status == 403
+    assert 403 not in [record.status for record in later]
+    assert later[0].started - refusal.started >= 0.9  # the 1 s cooldown: nothing reached the site before
+
+
+async def test_no_wanted_language_puts_the_episode_back_to_awaiting(start_app: StartApp, fakesite: FakeSite) -> None:
+    app, events = await start_app(languages="[en-dub]")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def gone() -> bool:
+        return await app.db.get_download(item.id) is None
+
+    await until(gone, what="the item to leave the queue")
+    states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
+    assert states[(1, 1)] is EpisodeState.AWAITING_LANGUAGE
+    await app.bus.drain()
+    assert not events.of(EventType.DOWNLOAD_FAILED)
+    assert library_videos(app) == []
+
+
+# --- control: cancel, pause, stop, priorities, concurrency, free space, window -----------------------------------
+
+
+async def test_cancel_mid_download_leaves_nothing_behind(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 200_000
+    app, events = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+
+    await until(progressing, what="the download to make progress")
+    assert await app.downloader.cancel([item.id]) == 1
+    cancelled = await app.db.get_download(item.id)
+    assert cancelled is not None
+    assert cancelled.status is DownloadStatus.CANCELLED
+    assert temp_files(app) == []
+    assert library_videos(app) == []
+    await app.bus.drain()
+    assert len(events.of(EventType.DOWNLOAD_CANCELLED)) == 1
+    states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
+    assert states[(1, 1)] is EpisodeState.MISSING
+
+
+async def test_removing_an_active_item_cancels_it(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 200_000
+    app, events = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS))
+
+    await until(progressing, what="the download to make progress")
+    await app.downloader.remove_one(item.id)
+    assert await app.db.get_download(item.id) is None
+    assert temp_files(app) == []
+    with pytest.raises(NotFoundError):
+        await app.downloader.remove_one(item.id)
+
+
+async def test_pause_and_resume(start_app: StartApp, fakesite: FakeSite) -> None:
+    app, events = await start_app()
+    await app.downloader.pause()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    await asyncio.sleep(1.0)
+    assert fakesite.log.count("site", "/anime/stream/blade-of-dawn/staffel-1/episode-1") == 0
+    assert (await app.downloader.status()).is_paused
+    await app.downloader.resume()
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED
+    await app.bus.drain()
+    kinds = [event.type for event in events.events if event.type.value.startswith("queue_")]
+    assert EventType.QUEUE_PAUSED in kinds
+    assert EventType.QUEUE_RESUMED in kinds
+
+
+async def test_stop_puts_active_downloads_back_and_start_resumes_them(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 300_000
+    app, events = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+
+    await until(progressing, what="the download to make progress")
+    await app.downloader.stop_queue()
+    stopped = await app.db.get_download(item.id)
+    assert stopped is not None
+    assert stopped.status is DownloadStatus.PENDING
+    assert stopped.attempts == 0
+    assert any(name.endswith(".part") for name in temp_files(app))  # kept for the resume
+    fakesite.log.clear()
+    fakesite.knobs.bandwidth = None
+    await app.downloader.start_queue()
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED
+    ranges = [r.headers.get("Range", "") for r in fakesite.log.media("doodstream")]
+    assert any(value.startswith("bytes=") and not value.startswith("bytes=0-") for value in ranges), ranges
+
+
+async def test_priority_and_reorder_decide_the_order(start_app: StartApp) -> None:
+    app, events = await start_app(downloads="  auto_start: false\n  max_concurrent: 1\n")
+    low = (await app.downloader.add(KEY, [(1, 1)], Priority.LOW))[0]
+    normal = await app.downloader.add(KEY, [(1, 2), (1, 3), (1, 4)])
+    high = (await app.downloader.add(KEY, [(1, 5)], Priority.HIGH))[0]
+    await app.downloader.reorder(normal[2].id, 0)  # S01E04 first among the normal ones
+    with pytest.raises(NotFoundError):
+        await app.downloader.reorder("no-such-item", 0)
+    await app.downloader.start_queue()
+    ids = [high.id, normal[2].id, normal[0].id, normal[1].id, low.id]
+    await finished(app, *ids)
+    await app.bus.drain()
+    order = [event.data.item_id for event in events.of(EventType.DOWNLOAD_COMPLETE)]  # type: ignore[attr-defined]
+    assert order == ids
+
+
+async def test_at_most_max_concurrent_media_streams(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 1_500_000
+    app, _ = await start_app(downloads="  max_concurrent: 2\n")
+    items = await app.downloader.add(KEY, [(1, number) for number in range(1, 6)])
+    done = await finished(app, *(item.id for item in items), within=60)
+    assert {item.status for item in done} == {DownloadStatus.COMPLETED}
+    assert fakesite.log.max_concurrency(None, media_only=True) == 2
+
+
+async def test_low_free_space_pauses_the_queue_until_space_is_back(start_app: StartApp) -> None:
+    app, events = await start_app(free="1000T")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def paused() -> bool:
+        return bool(app.downloader.problems())
+
+    await until(paused, what="the low-space pause")
+    health = await app.health()
+    assert health.status.value == "degraded"
+    assert any("min_free_space" in problem for problem in health.problems)
+    assert (await app.downloader.status()).pause_reason == "low_disk_space"
+    await asyncio.sleep(0.5)
+    current = await app.db.get_download(item.id)
+    assert current is not None
+    assert current.status is DownloadStatus.PENDING
+
+    downloads = replace(app.config.downloads, min_free_space=1)
+    app.downloader.reconfigure(replace(app.config, downloads=downloads))
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED
+    assert app.downloader.problems() == []
+    await app.bus.drain()
+    reasons = [event.data.reason for event in events.of(EventType.QUEUE_PAUSED)]  # type: ignore[attr-defined]
+    assert reasons == ["low_disk_space"]
+    assert events.of(EventType.QUEUE_RESUMED)
+
+
+async def test_no_download_starts_outside_the_window(start_app: StartApp, fakesite: FakeSite) -> None:
+    now = datetime.now().astimezone()
+    closed = f"{(now + timedelta(hours=2)):%H:%M}-{(now + timedelta(hours=3)):%H:%M}"
+    app, _ = await start_app(downloads=f"  window: '{closed}'\n")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    await asyncio.sleep(1.0)
+    waiting = await app.db.get_download(item.id)
+    assert waiting is not None
+    assert waiting.status is DownloadStatus.PENDING
+    assert fakesite.log.count("site", "/anime/stream/blade-of-dawn/staffel-1/episode-1") == 0
+
+    open_now = (
+        datetime.combine(now.date(), (now - timedelta(minutes=5)).time()).time(),
+        (now + timedelta(hours=1)).time(),
+    )
+    downloads = replace(app.config.downloads, window=open_now)
+    app.downloader.reconfigure(replace(app.config, downloads=downloads))
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED
+
+
+# --- pure helpers --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("window", "clock", "inside"),
+    [
+        (("01:00", "07:00"), "00:59", False),
+        (("01:00", "07:00"), "01:00", True),
+        (("01:00", "07:00"), "06:59", True),
+        (("01:00", "07:00"), "07:00", False),
+        (("22:00", "02:00"), "23:30", True),
+        (("22:00", "02:00"), "01:59", True),
+        (("22:00", "02:00"), "02:00", False),
+        (("22:00", "02:00"), "12:00", False),
+    ],
+)
+def test_window(window: tuple[str, str], clock: str, inside: bool) -> None:
+    parsed = tuple(datetime.strptime(value, "%H:%M").time() for value in window)
+    now = datetime.combine(datetime(2026, 11, 21).date(), datetime.strptime(clock, "%H:%M").time()).astimezone()
+    assert in_window((parsed[0], parsed[1]), now) is inside
+    wait = seconds_until_window((parsed[0], parsed[1]), now)
+    assert (wait == 0) is inside
+    assert 0 <= wait < 86400
+
+
+@pytest.mark.parametrize(("attempts", "low", "high"), [(1, 45, 75), (2, 90, 150), (3, 180, 300), (20, 32400, 54000)])
+def test_backoff_doubles_with_jitter_and_a_cap(attempts: int, low: float, high: float) -> None:
+    for _ in range(20):
+        assert low <= backoff(timedelta(minutes=1), attempts).total_seconds() <= high
