@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aniworld_daemon import __version__
+from aniworld_daemon import __version__, queue_commands
 from aniworld_daemon import commands as library_commands
 from aniworld_daemon.app import Application, configure_logging
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
@@ -18,6 +18,7 @@ from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.models import Language, SeriesSource
 from aniworld_daemon.provider import commands
 from aniworld_daemon.provider.commands import print_json
+from aniworld_daemon.queue_view import queue_json, queue_text
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "ANIWORLD_DAEMON_CONFIG"
@@ -84,12 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("keys", metavar="KEY", nargs="*", help="only these series (default: every monitored one)")
     scan.add_argument("--dry-run", action="store_true", help="write nothing into the library and queue nothing")
     scan.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    fetch = commands.add_parser(
+        "download", parents=[common], help="download missing episodes now, in the foreground, with progress"
+    )
+    fetch.add_argument("series", metavar="URL_OR_KEY", help="a series URL or key (followed, not monitored, if new)")
+    fetch.add_argument("--season", type=_season_number, help="only this season (0 = the movies)")
+    fetch.add_argument("--episode", type=_episode_number, help="only this episode (with --season; default season 1)")
+    fetch.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    queue = commands.add_parser("queue", parents=[common], help="show the download queue of the configured data dir")
+    queue.add_argument("--json", action="store_true", help="print JSON (the shape of GET /api/queue/status)")
     return parser
 
 
 def _season_number(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a season number like 1 (0 = the movies), got {text!r}")
+    return int(text)
+
+
+def _episode_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"expected an episode number like 3, got {text!r}")
     return int(text)
 
 
@@ -225,6 +241,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(Application(config, verbose=args.verbose).run())
 
 
+def _queue_command(args: argparse.Namespace) -> int:
+    """Run `download` or `queue`; `download` exits 1 when an episode could not be downloaded."""
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
+    configure_logging("warning", verbose=args.verbose)
+    try:
+        if args.command == "queue":
+            snapshot, series = asyncio.run(queue_commands.snapshot(config))
+            return _print_output(queue_json(snapshot, series) if args.json else queue_text(snapshot, series))
+        season = args.season if args.season is not None or args.episode is None else 1
+        progress = None if args.json else library_commands.default_progress()
+        run = asyncio.run(
+            queue_commands.download(config, args.series, season=season, episode=args.episode, progress=progress)
+        )
+    except AniworldError as err:
+        return _print_error(err)
+    _print_output(queue_commands.run_json(run) if args.json else queue_commands.run_text(run, config))
+    return 0 if run.ok else 1
+
+
 COMMANDS = {
     "run": cmd_run,
     "check-config": cmd_check_config,
@@ -235,6 +272,8 @@ COMMANDS = {
     "remove": _library_command,
     "list": _library_command,
     "scan": _library_command,
+    "download": _queue_command,
+    "queue": _queue_command,
 }
 
 

@@ -28,6 +28,8 @@ class Components:
 
     db: Database
     bus: EventBus
+    http: HttpClient
+    provider: AniworldProvider
     series: SeriesManager
     rescanner: Rescanner
 
@@ -50,7 +52,7 @@ async def open_components(config: Config) -> AsyncIterator[Components]:
             provider = AniworldProvider(http, config.provider.base_url)
             series = SeriesManager(db, provider, bus, NamingTemplate(config.library.naming))
             await series.sync_config(config.series)
-            yield Components(db, bus, series, Rescanner(db, provider, bus, series, config))
+            yield Components(db, bus, http, provider, series, Rescanner(db, provider, bus, series, config))
             await bus.drain()
     finally:
         await db.close()
