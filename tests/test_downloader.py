@@ -23,6 +23,7 @@ from aniworld_daemon.library import TEMP_DIR_NAME
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
 from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
+from tests.test_provider import cli
 
 KEY = "blade-of-dawn"  # season 1: de-dub on voe and vidoza, de-sub on voe, filemoon and doodstream
 MP4_HOSTERS = "[doodstream, vidoza, filemoon, voe]"
@@ -473,3 +474,110 @@ def test_window(window: tuple[str, str], clock: str, inside: bool) -> None:
 def test_backoff_doubles_with_jitter_and_a_cap(attempts: int, low: float, high: float) -> None:
     for _ in range(20):
         assert low <= backoff(timedelta(minutes=1), attempts).total_seconds() <= high
+
+
+# --- the CLI: `download` and `queue` (real subprocesses against the fake site) ---------------------------------------
+
+
+async def test_cli_download_and_queue(fakesite: FakeSite, write_config: Callable[..., Path], port: int) -> None:
+    """`download` fetches one episode in the foreground; a second run skips it; `queue --json` shows the items."""
+    config = write_config(minimal_config(port, engine_yaml(fakesite).split("series:")[0]))
+    status, out, err = await cli(
+        "download", fakesite.series_url(KEY), "--season", "1", "--episode", "3", "-c", str(config)
+    )
+    assert status == 0, err
+    assert "Now following Blade of Dawn (blade-of-dawn), not monitored" in out
+    expected = "Blade of Dawn (2015)/Season 01/Blade of Dawn - S01E03 - Feuer über Hohenfels.mp4"
+    assert expected in out
+    assert (config.parent / "library" / expected).is_file()
+
+    status, out, err = await cli("download", KEY, "--episode", "3", "--json", "-c", str(config))
+    assert status == 0, err
+    run = json.loads(out)
+    assert run["followed"] is False
+    assert run["on_disk"] == [{"season": 1, "episode": 3}]
+    assert run["items"] == []
+
+    status, out, err = await cli("queue", "--json", "-c", str(config))
+    assert status == 0, err
+    queue = json.loads(out)
+    [item] = queue["status"]["completed_downloads"]
+    assert (item["serie_id"], item["season"], item["episode"]) == (KEY, 1, 3)
+    assert item["file_path"] == expected
+    assert item["hoster"] == "doodstream"
+    assert queue["status"]["is_running"] is None  # another process cannot know whether the daemon's queue runs
+    assert queue["statistics"]["completed_count"] == 1
+    status, out, err = await cli("queue", "-c", str(config))
+    assert status == 0, err
+    assert "Completed (1):" in out
+    assert expected in out
+
+
+async def test_cli_download_reports_a_failure_with_exit_status_1(
+    fakesite: FakeSite, write_config: Callable[..., Path], port: int
+) -> None:
+    fakesite.knobs.dead_hosters.update({"doodstream", "vidoza", "filemoon", "voe"})
+    yaml = engine_yaml(fakesite, downloads="  retries: 1\n").split("series:")[0]
+    config = write_config(minimal_config(port, yaml))
+    status, out, err = await cli("download", KEY, "--season", "1", "--episode", "1", "-c", str(config))
+    assert status == 1
+    assert "S01E01  failed: every hoster failed" in out, out + err
+    status, out, err = await cli("download", "not a key", "-c", str(config))
+    assert status == 1
+    assert err.startswith("error: ")
+
+
+# --- start and stop ------------------------------------------------------------------------------------------------
+
+
+async def test_shutdown_stores_active_downloads_as_pending(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 300_000
+    app, events = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+
+    await until(progressing, what="the download to make progress")
+    await app.stop()
+    reopened = Application(app.config)
+    await reopened.db.open()
+    try:
+        kept = await reopened.db.get_download(item.id)
+    finally:
+        await reopened.db.close()
+    assert kept is not None
+    assert kept.status is DownloadStatus.PENDING
+    assert kept.attempts == 0
+    assert kept.bytes_downloaded > 0
+    assert temp_files(app) == [f"{item.id}.mp4.part"]
+
+
+async def test_start_resets_interrupted_items_and_removes_orphan_temp_files(
+    start_app: StartApp, fakesite: FakeSite
+) -> None:
+    app, _ = await start_app(downloads="  auto_start: false\n")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    await app.db.update_download(item.id, status=DownloadStatus.DOWNLOADING)
+    folder = app.config.library.path / TEMP_DIR_NAME
+    folder.mkdir()
+    (folder / f"{item.id}.mp4.part").write_bytes(fakesite.media.mp4.read_bytes()[:1000])  # what a crash left
+    (folder / "0123456789abcdef.mp4.part").write_bytes(b"left by an item that is gone")
+    await app.stop()
+
+    restarted = Application(app.config)
+    await restarted.start()
+    try:
+        again = await restarted.db.get_download(item.id)
+        assert again is not None
+        assert again.status is DownloadStatus.PENDING
+        assert temp_files(restarted) == [f"{item.id}.mp4.part"]
+        await restarted.downloader.start_queue()
+        [done] = await finished(restarted, item.id)
+        assert done.status is DownloadStatus.COMPLETED
+        assert done.hoster == "doodstream"
+        ranges = [r.headers.get("Range", "") for r in fakesite.log.media("doodstream")]
+        assert ranges == ["bytes=1000-"]
+        assert temp_files(restarted) == []
+    finally:
+        await restarted.stop()
