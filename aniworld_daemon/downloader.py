@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import shutil
 import time
 import uuid
@@ -27,9 +26,6 @@ from aniworld_daemon.errors import (
     ValidationError,
 )
 from aniworld_daemon.events import (
-    DownloadCancelled,
-    DownloadComplete,
-    DownloadFailed,
     DownloadProgress,
     DownloadStarted,
     EventBus,
@@ -40,9 +36,10 @@ from aniworld_daemon.events import (
     QueueStatus,
     QueueStopped,
 )
-from aniworld_daemon.job import EpisodeJob, Imported, JobControl, temp_dir
-from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, HistoryKind, Language, Priority
+from aniworld_daemon.job import EpisodeJob, JobControl, temp_dir
+from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority
 from aniworld_daemon.naming import NamingTemplate
+from aniworld_daemon.outcomes import Outcomes, cancelled_event, label
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
@@ -53,10 +50,8 @@ from aniworld_daemon.store import Database
 LOGGER = logging.getLogger(__name__)
 
 PERSIST_INTERVAL = 5.0  # seconds between writes of an active download's byte count
-MAX_BACKOFF = timedelta(hours=12)
 SPACE_CHECK_INTERVAL = 30.0  # seconds between free-space checks while the queue is paused for space
 PAUSED_SETTING = "queue_paused"  # a user's pause survives restarts
-COOLDOWN_MARGIN = timedelta(milliseconds=100)
 
 
 class CancelReason(StrEnum):
@@ -90,13 +85,6 @@ def seconds_until_window(window: tuple[dt_time, dt_time], now: datetime) -> floa
     if opening <= now:
         opening += timedelta(days=1)
     return (opening - now).total_seconds()
-
-
-def backoff(base: timedelta, attempts: int) -> timedelta:
-    """The wait before attempt `attempts + 1`: base doubled per failed attempt, capped, with +-25% jitter."""
-    doubled: timedelta = base * 2 ** max(attempts - 1, 0)
-    # Jitter: items that failed together (a hoster outage) do not all come back in the same second.
-    return min(doubled, MAX_BACKOFF) * random.uniform(0.75, 1.25)
 
 
 class _Active:
@@ -139,6 +127,7 @@ class Downloader:
         self._free_space = free_space
         self._space_check_interval = space_check_interval
         self._job = self._build_job(config)
+        self._outcomes = Outcomes(db, bus, http, config)
         self._active: dict[str, _Active] = {}
         self._running = False
         self._paused = False
@@ -197,6 +186,7 @@ class Downloader:
         """Apply a reloaded configuration (limits, window, hosters, naming) to downloads started from now on."""
         self._config = config
         self._job = self._build_job(config)
+        self._outcomes.config = config
         self._wake.set()
 
     async def _remove_orphan_files(self) -> None:
@@ -290,7 +280,7 @@ class Downloader:
         for item in live:
             current = await self._db.get_download(item.id)
             if current is not None and current.status is DownloadStatus.PENDING:
-                await self._finish_cancelled(current)
+                await self._outcomes.cancelled(current)
                 count += 1
             elif current is not None and current.status is DownloadStatus.CANCELLED:
                 count += 1
@@ -527,19 +517,19 @@ class Downloader:
             await asyncio.shield(self._after_cancel(entry))
             raise
         except NoWantedLanguage as err:
-            await self._awaiting_language(item, err)
+            await self._outcomes.awaiting_language(item, err)
         except Blocked as err:
-            await self._wait_for_cooldown(item, err)
+            await self._outcomes.wait_for_cooldown(item, err)
         except AniworldError as err:
             if entry.reason is not None:
                 await asyncio.shield(self._after_cancel(entry))
             else:
-                await self._failed_attempt(item, err.code, err.message)
+                await self._outcomes.failed_attempt(item, err.code, err.message)
         except Exception as err:  # a bug must not wedge the queue: count it as a failed attempt
-            LOGGER.exception("Downloading %s failed unexpectedly", _label(item))
-            await self._failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
+            LOGGER.exception("Downloading %s failed unexpectedly", label(item))
+            await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
         else:
-            await self._completed(item, imported)
+            await self._outcomes.completed(item, imported)
         finally:
             self._active.pop(item.id, None)
             self._wake.set()
@@ -595,145 +585,16 @@ class Downloader:
         if reason in (CancelReason.STOP, CancelReason.SHUTDOWN):
             bytes_done = entry.progress.downloaded_bytes if entry.progress else item.bytes_downloaded
             await self._db.update_download(item.id, status=DownloadStatus.PENDING, bytes_downloaded=bytes_done)
-            LOGGER.info("%s interrupted (%s); it resumes later", _label(item), reason.value)
+            LOGGER.info("%s interrupted (%s); it resumes later", label(item), reason.value)
             return
         await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
         if reason is CancelReason.CANCEL:
-            await self._finish_cancelled(item)
+            await self._outcomes.cancelled(item)
         else:
-            self._bus.emit(_cancelled_event(item))
-
-    async def _finish_cancelled(self, item: Download) -> None:
-        await self._db.update_download(item.id, status=DownloadStatus.CANCELLED, finished_at=datetime.now(UTC))
-        await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.MISSING)
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
-        LOGGER.info("%s cancelled", _label(item))
-        self._bus.emit(_cancelled_event(item))
-
-    async def _completed(self, item: Download, imported: Imported) -> None:
-        now = datetime.now(UTC)
-        await self._db.update_download(
-            item.id,
-            status=DownloadStatus.COMPLETED,
-            finished_at=now,
-            file_path=imported.file_path,
-            bytes_downloaded=imported.size,
-            bytes_total=imported.size,
-            language=imported.language,
-            hoster=imported.hoster,
-            error_code=None,
-            error_message=None,
-            next_attempt_at=None,
-        )
-        await self._db.set_episode_state(
-            item.series_key,
-            item.season,
-            item.number,
-            EpisodeState.DOWNLOADED,
-            file_path=imported.file_path,
-            file_size=imported.size,
-        )
-        await self._db.add_history(
-            HistoryKind.DOWNLOAD_COMPLETED,
-            f"Downloaded {_label(item)}" if imported.downloaded else f"{_label(item)} was already in the library",
-            series_key=item.series_key,
-            season=item.season,
-            number=item.number,
-            data={
-                "file_path": imported.file_path,
-                "size": imported.size,
-                "language": imported.language.value if imported.language else None,
-                "hoster": imported.hoster,
-                "seconds": round((now - item.started_at).total_seconds(), 1) if item.started_at else None,
-            },
-        )
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
-        self._bus.emit(
-            DownloadComplete(
-                item_id=item.id,
-                series_key=item.series_key,
-                season=item.season,
-                episode=item.number,
-                file_path=imported.file_path,
-                size_bytes=imported.size,
-            )
-        )
-
-    async def _awaiting_language(self, item: Download, err: NoWantedLanguage) -> None:
-        # Not a failure: the episode waits for a wanted language and later rescans queue it again.
-        LOGGER.info("%s", err.message)
-        await self._db.delete_downloads([item.id])
-        await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.AWAITING_LANGUAGE)
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
-        self._bus.emit(QueueStatus(action=QueueAction.ITEMS_REMOVED, item_ids=(item.id,)))
-
-    async def _wait_for_cooldown(self, item: Download, err: Blocked) -> None:
-        host = err.details.get("host")
-        ends = [cooldown.until for cooldown in self._http.cooldowns() if cooldown.host == host]
-        # The client's own record is exact; the error's text is rounded to the second (and could be earlier).
-        until = max(ends, default=None) or _parse_time(err.details.get("until")) or datetime.now(UTC)
-        until += COOLDOWN_MARGIN  # the client times its cooldown on the monotonic clock: do not arrive early
-        LOGGER.warning("%s waits for the site's cooldown until %s", _label(item), until.isoformat(timespec="seconds"))
-        await self._db.update_download(
-            item.id,
-            status=DownloadStatus.PENDING,
-            next_attempt_at=until,
-            error_code=err.code,
-            error_message=err.message,
-        )
-        self._bus.emit(_failed_event(item, err.code, err.message, will_retry=True, next_attempt_at=until))
-
-    async def _failed_attempt(self, item: Download, code: str, message: str) -> None:
-        attempts = item.attempts + 1
-        downloads = self._config.downloads
-        if attempts < downloads.retries:
-            next_at = datetime.now(UTC) + backoff(downloads.retry_backoff, attempts)
-            LOGGER.warning(
-                "%s failed (attempt %d of %d), retrying at %s: %s",
-                _label(item),
-                attempts,
-                downloads.retries,
-                next_at.astimezone().isoformat(timespec="seconds"),
-                message,
-            )
-            await self._db.update_download(
-                item.id,
-                status=DownloadStatus.PENDING,
-                attempts=attempts,
-                next_attempt_at=next_at,
-                error_code=code,
-                error_message=message,
-            )
-            self._bus.emit(_failed_event(item, code, message, will_retry=True, next_attempt_at=next_at))
-            return
-        LOGGER.error("%s failed after %d attempts: %s", _label(item), attempts, message)
-        await self._db.update_download(
-            item.id,
-            status=DownloadStatus.FAILED,
-            attempts=attempts,
-            next_attempt_at=None,
-            finished_at=datetime.now(UTC),
-            error_code=code,
-            error_message=message,
-        )
-        await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.MISSING)
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
-        await self._db.add_history(
-            HistoryKind.DOWNLOAD_FAILED,
-            f"Failed to download {_label(item)}: {message}",
-            series_key=item.series_key,
-            season=item.season,
-            number=item.number,
-            data={"code": code, "attempts": attempts},
-        )
-        self._bus.emit(_failed_event(item, code, message, will_retry=False, next_attempt_at=None))
+            self._bus.emit(cancelled_event(item))
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
-
-
-def _label(item: Download) -> str:
-    return f"{item.series_key} S{item.season:02d}E{item.number:02d}"
 
 
 def _size(value: int) -> str:
@@ -741,35 +602,6 @@ def _size(value: int) -> str:
         if value >= factor:
             return f"{value / factor:.1f} {unit}"
     return f"{value} bytes"
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _cancelled_event(item: Download) -> DownloadCancelled:
-    return DownloadCancelled(item_id=item.id, series_key=item.series_key, season=item.season, episode=item.number)
-
-
-def _failed_event(
-    item: Download, code: str, message: str, *, will_retry: bool, next_attempt_at: datetime | None
-) -> DownloadFailed:
-    return DownloadFailed(
-        item_id=item.id,
-        series_key=item.series_key,
-        season=item.season,
-        episode=item.number,
-        error_code=code,
-        error_message=message,
-        will_retry=will_retry,
-        next_attempt_at=next_attempt_at,
-    )
 
 
 def _remove_orphans(folder: Path, live: set[str]) -> int:

@@ -16,11 +16,12 @@ import pytest
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
-from aniworld_daemon.downloader import backoff, in_window, seconds_until_window
+from aniworld_daemon.downloader import in_window, seconds_until_window
 from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.events import Event, EventType
 from aniworld_daemon.library import TEMP_DIR_NAME
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
+from aniworld_daemon.outcomes import backoff
 from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
 from tests.test_provider import cli
