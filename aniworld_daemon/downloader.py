@@ -28,7 +28,9 @@ from aniworld_daemon.errors import (
 from aniworld_daemon.events import (
     DownloadProgress,
     DownloadStarted,
+    Event,
     EventBus,
+    EventType,
     QueueAction,
     QueuePaused,
     QueueResumed,
@@ -135,6 +137,7 @@ class Downloader:
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._unsubscribe: Callable[[], None] = lambda: None
 
     def _build_job(self, config: Config) -> EpisodeJob:
         downloads = config.downloads
@@ -164,6 +167,7 @@ class Downloader:
             # A foreground `download` works on its own items only, while the daemon may run on the same queue:
             # the daemon's items, temp files and pause are not its business.
             self._running = True
+        self._unsubscribe = self._bus.subscribe(self._on_series_removed, (EventType.SERIES_REMOVED,))
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="download-dispatcher")
         LOGGER.info(
             "Download queue %s%s",
@@ -173,6 +177,7 @@ class Downloader:
 
     async def stop(self) -> None:
         """Shutdown: cancel active downloads back to `pending` (their partial files kept for resume)."""
+        self._unsubscribe()
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -499,6 +504,20 @@ class Downloader:
     async def _work(self, entry: _Active) -> None:
         item = entry.item
         try:
+            await self._attempt(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The outcome could not be recorded (the item was deleted with its series, the database went away):
+            # the item stays as the database has it, and the engine carries on with the others.
+            LOGGER.exception("Recording the outcome of %s failed", label(item))
+        finally:
+            self._active.pop(item.id, None)
+            self._wake.set()
+
+    async def _attempt(self, entry: _Active) -> None:
+        item = entry.item
+        try:
             series = await self._db.get_series(item.series_key)
             if series is None:
                 return  # unfollowed meanwhile: the item went with the series (ON DELETE CASCADE)
@@ -530,9 +549,14 @@ class Downloader:
             await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
         else:
             await self._outcomes.completed(item, imported)
-        finally:
-            self._active.pop(item.id, None)
-            self._wake.set()
+
+    async def _on_series_removed(self, event: Event) -> None:
+        # The series' queue items went with it (ON DELETE CASCADE); what still runs for it must stop too.
+        key = getattr(event.data, "key", None)
+        ids = [entry.item.id for entry in self._active.values() if entry.item.series_key == key]
+        if ids:
+            LOGGER.info("Stopping %d download(s) of %s: the series is no longer followed", len(ids), key)
+            await self._cancel_active(ids, CancelReason.REMOVE)
 
     def _on_hoster(self, entry: _Active, language: Language, hoster: str) -> None:
         entry.language, entry.hoster = language, hoster

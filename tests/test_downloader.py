@@ -582,3 +582,25 @@ async def test_start_resets_interrupted_items_and_removes_orphan_temp_files(
         assert temp_files(restarted) == []
     finally:
         await restarted.stop()
+
+
+async def test_unfollowing_a_series_stops_its_downloads(start_app: StartApp, fakesite: FakeSite) -> None:
+    fakesite.knobs.bandwidth = 200_000
+    app, events = await start_app(downloads="  max_concurrent: 1\n")
+    [item, waiting] = await app.downloader.add(KEY, [(1, 1), (1, 2)])
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+
+    await until(progressing, what="the download to make progress")
+    await app.series.unfollow(KEY)
+
+    async def stopped() -> bool:
+        return not app.downloader.active() and not temp_files(app)
+
+    await until(stopped, what="the download to stop")
+    assert await app.db.get_download(item.id) is None
+    assert await app.db.get_download(waiting.id) is None
+    assert library_videos(app) == []
+    await app.bus.drain()
+    assert [event.data.item_id for event in events.of(EventType.DOWNLOAD_CANCELLED)] == [item.id]  # type: ignore[attr-defined]
