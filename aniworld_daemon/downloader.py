@@ -14,6 +14,7 @@ from datetime import time as dt_time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aniworld_daemon import ytdlp
 from aniworld_daemon.config import Config
@@ -41,7 +42,7 @@ from aniworld_daemon.events import (
 from aniworld_daemon.job import EpisodeJob, JobControl, temp_dir
 from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority
 from aniworld_daemon.naming import NamingTemplate
-from aniworld_daemon.outcomes import Outcomes, cancelled_event, label
+from aniworld_daemon.outcomes import COOLDOWN_MARGIN, Outcomes, cancelled_event, label
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
@@ -447,6 +448,11 @@ class Downloader:
             wait = seconds_until_window(downloads.window, now.astimezone())
             LOGGER.debug("Outside the download window; next start in %.0f s", wait)
             return wait
+        site = urlsplit(self._config.provider.base_url).netloc.lower()
+        for cooldown in self._http.cooldowns():
+            if cooldown.host == site:
+                # Every item starts with the episode page: starting them now would only bounce each off the cooldown.
+                return (cooldown.until - now).total_seconds() + COOLDOWN_MARGIN.total_seconds()
         while len(self._active) < downloads.max_concurrent:
             item = await self._db.next_pending(now, self._only)
             if item is None:

@@ -251,9 +251,9 @@ async def test_an_episode_fails_after_its_retries(start_app: StartApp, fakesite:
 async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt(
     start_app: StartApp, fakesite: FakeSite
 ) -> None:
-    app, events = await start_app(downloads="  retries: 1\n")
+    app, events = await start_app(downloads="  retries: 1\n  max_concurrent: 1\n")
     fakesite.knobs.block("site", after=0)
-    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [item, other] = await app.downloader.add(KEY, [(1, 1), (1, 2)])
 
     async def waiting() -> bool:
         return bool(events.of(EventType.DOWNLOAD_FAILED))
@@ -267,7 +267,10 @@ async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt
     assert refused.next_attempt_at is not None
     assert refused.next_attempt_at > datetime.now(UTC)
     fakesite.knobs.unblock("site")
-    [done] = await finished(app, item.id)
+    [done, second] = await finished(app, item.id, other.id)
+    assert second.status is DownloadStatus.COMPLETED
+    # Nothing else was started during the cooldown only to bounce off it: one refusal, one event.
+    assert len(events.of(EventType.DOWNLOAD_FAILED)) == 1
     # retries: 1 would have failed the item at its first counted attempt: the refusal was not one.
     assert done.status is DownloadStatus.COMPLETED
     assert done.attempts == 0
