@@ -7,7 +7,7 @@ CONFIG ?= config.example.yaml
 RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
 TEST_PACKAGES := $(RUN_PACKAGES) jq:jq
 
-.PHONY: run test lint check-config clean
+.PHONY: run test lint check-config demo clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,19 @@ run: $(VENV)/.installed-run
 	@scripts/ensure-debian-packages $(RUN_PACKAGES)
 	@bash -c 'if [ -t 0 ]; then set -m; fi; $(BIN)/aniworld-daemon run -c "$(CONFIG)"; exit $$?'
 
+# Optional try-out, offline (not a set-up step): the tests' fake aniworld.to, a demo config in a fresh temp folder,
+# and the daemon downloading 11 episodes into a demo library; Ctrl-C stops both and lists the files. The fake site
+# needs only the runtime packages (aiohttp, PyYAML) and ffmpeg. DEMO_ARGS: e.g. --bandwidth 2000000, --dir DIR.
+demo: $(VENV)/.installed-run
+	@scripts/ensure-debian-packages $(RUN_PACKAGES)
+	@bash -c 'if [ -t 0 ]; then set -m; fi; $(BIN)/python scripts/demo $(DEMO_ARGS); exit $$?'
+
 check-config: $(VENV)/.installed-run
 	$(BIN)/aniworld-daemon check-config -c "$(CONFIG)"
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check aniworld_daemon tests bench
-	$(BIN)/ruff format --check aniworld_daemon tests bench
+	$(BIN)/ruff check aniworld_daemon tests bench scripts/demo
+	$(BIN)/ruff format --check aniworld_daemon tests bench scripts/demo
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-test

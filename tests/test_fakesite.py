@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator
 from datetime import date
+from typing import IO
 
 import aiohttp
 import pytest
@@ -405,6 +408,91 @@ async def test_5xx_burst_counts_down(fakesite: FakeSite, http: aiohttp.ClientSes
     await fetch(http, "/")
 
 
+# What a client must send to get each kind of media: an MP4 hoster without checks, an HLS one with a Referer check.
+MEDIA_HOSTERS = {
+    "vidoza": ("/vod/abc123/v.mp4", "video/mp4", False),
+    "vidmoly": ("/hls/abc123/master.m3u8", "application/vnd.apple.mpegurl", True),
+}
+
+
+def media_url(fakesite: FakeSite, hoster: str) -> tuple[str, dict[str, str]]:
+    """The URL of one of `hoster`'s media files and the headers it wants."""
+    path, _, referer = MEDIA_HOSTERS[hoster]
+    origin = fakesite.hoster_origin(hoster)
+    return origin + path, {"Referer": origin + "/"} if referer else {}
+
+
+@pytest.mark.parametrize("hoster", sorted(MEDIA_HOSTERS))
+async def test_fail_media_refuses_only_media(fakesite: FakeSite, http: aiohttp.ClientSession, hoster: str) -> None:
+    url, headers = media_url(fakesite, hoster)
+    embed = fakesite.hoster_origin(hoster) + "/embed-abc123.html"
+    other = "vidoza" if hoster == "vidmoly" else "vidmoly"
+    fakesite.knobs.fail_media[hoster] = 1000
+    for _ in range(2):
+        async with http.get(url, headers=headers) as response:
+            assert response.status == 503
+            assert "Retry-After" not in response.headers
+    assert fakesite.knobs.fail_media[hoster] == 998
+    async with http.get(embed) as response:  # the embed page of the same hoster answers
+        assert response.status == 200
+    other_url, other_headers = media_url(fakesite, other)
+    async with http.get(other_url, headers=other_headers) as response:  # another hoster's media too
+        assert response.status == 200
+    fakesite.knobs.fail_media[hoster] = 0
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 200
+        await response.read()
+    await asyncio.sleep(0.05)  # the server logs a request after its last write, a moment after we read it
+    records = fakesite.log.media(hoster)
+    assert [record.status for record in records] == [503, 503, 200]
+    assert records[-1].content_type == MEDIA_HOSTERS[hoster][1]
+    assert all(record.media for record in records)
+    [page] = [record for record in fakesite.log.select(hoster) if record not in records]
+    assert (page.content_type, page.media) == ("text/html", False)
+    assert [record.label for record in fakesite.log.media()] == [hoster, hoster, other, hoster]
+
+
+@pytest.mark.parametrize(
+    ("hoster", "headers", "status"),
+    [("vidmoly", {}, 403), ("vidoza", {"Range": "bytes=999999999-"}, 416)],
+)
+async def test_refused_media_requests_are_still_media(
+    fakesite: FakeSite, http: aiohttp.ClientSession, hoster: str, headers: dict[str, str], status: int
+) -> None:
+    url, _ = media_url(fakesite, hoster)
+    async with http.get(url, headers=headers) as response:
+        assert response.status == status
+    await asyncio.sleep(0.05)
+    [record] = fakesite.log.media(hoster)
+    assert record.status == status
+    assert record.content_type != MEDIA_HOSTERS[hoster][1]
+
+
+async def test_max_concurrency_across_origins_and_media_only(fakesite: FakeSite, http: aiohttp.ClientSession) -> None:
+    """Three media requests on two hosters and one page of the site, all in flight together (latency)."""
+    await fetch(http, "/")  # before the others: counted, but overlapping nothing
+    fakesite.knobs.latency = 0.3
+    vidoza, _ = media_url(fakesite, "vidoza")
+    vidmoly, vidmoly_headers = media_url(fakesite, "vidmoly")
+    segment = vidmoly.replace("master.m3u8", "seg000.ts")
+
+    async def get(url: str, headers: dict[str, str]) -> None:
+        async with http.get(url, headers={**headers, "Range": "bytes=0-9999"}) as response:
+            assert response.status == 206
+            await response.read()
+
+    await asyncio.gather(get(vidoza, {}), get(vidoza, {}), get(segment, vidmoly_headers), fetch(http, "/neue-episoden"))
+    await asyncio.sleep(0.05)
+    assert [record.content_type for record in fakesite.log.media("vidmoly")] == ["video/mp2t"]
+    assert len(fakesite.log.media()) == 3
+    assert fakesite.log.max_concurrency("vidoza") == 2
+    assert fakesite.log.max_concurrency("vidoza", media_only=True) == 2
+    assert fakesite.log.max_concurrency(None, media_only=True) == 3
+    assert fakesite.log.max_concurrency(None) == 4
+    assert fakesite.log.max_concurrency("site") == 1
+    assert fakesite.log.max_concurrency("site", media_only=True) == 0
+
+
 async def test_request_log_counts_and_concurrency(fakesite: FakeSite, http: aiohttp.ClientSession) -> None:
     fakesite.knobs.latency = 0.2
     await asyncio.gather(*(fetch(http, "/anime/stream/the-ogres-bride") for _ in range(4)))
@@ -437,33 +525,68 @@ async def test_release_adds_an_episode_everywhere(fakesite: FakeSite, http: aioh
 # ---------------------------------------------------------------------------------------------------------- CLI
 
 
+def forward_lines(stream: IO[str], lines: queue.Queue[str]) -> None:
+    """Put every line of `stream` into `lines`, then "" at its end (in a thread: reads block)."""
+    for line in stream:
+        lines.put(line)
+    lines.put("")
+
+
+def read_line(lines: queue.Queue[str], timeout: float) -> str:
+    """The next line the process printed ("" once its output ended); fails after `timeout` seconds."""
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        pytest.fail(f"no output within {timeout}s")
+
+
 def test_module_runs_standalone(media: Media) -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakesite", "--port", str(port), "--media-dir", str(media.mp4.parent)],
+        [
+            *(sys.executable, "-m", "tests.fakesite", "--port", str(port), "--bandwidth", "200000"),
+            *("--media-dir", str(media.mp4.parent)),
+        ],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert process.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=forward_lines, args=(process.stdout, lines), daemon=True).start()
     try:
-        deadline = time.monotonic() + 10
-        body = ""
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/neue-episoden", timeout=2) as response:
-                    body = response.read().decode()
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert "newEpisodeList" in body
+        assert read_line(lines, 30) == f"site http://127.0.0.1:{port}\n"
+        hosters = dict(read_line(lines, 10).split()[1:] for _ in HOSTERS)
+        assert sorted(hosters) == sorted(HOSTERS)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/neue-episoden", timeout=5) as response:
+            assert "newEpisodeList" in response.read().decode()
+        # --bandwidth throttles media: 100 kB at 200 kB/s take the server at least half a second to send.
+        request = urllib.request.Request(hosters["vidoza"] + "/vod/abc123/v.mp4", headers={"Range": "bytes=0-99999"})
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert len(response.read()) == 100_000
+        assert time.monotonic() - started >= 0.45
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=10)
-        assert process.returncode == 0, output
-        assert f"site http://127.0.0.1:{port}" in output
-        assert "hoster voe http://127.0.0.1:" in output
+        assert process.wait(timeout=10) == 0
+        assert read_line(lines, 5) == "stopped\n"
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "fast", "1.5"])
+def test_module_refuses_a_bad_bandwidth(value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.fakesite", "--bandwidth", value],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--bandwidth" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import subprocess
 import time
@@ -14,6 +15,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+LOGGER = logging.getLogger(__name__)
+
 CAPTCHA_PAGE = """<!DOCTYPE html><html><head><title>Just a moment...</title></head><body>
 <div class="cf-turnstile" data-sitekey="0x4AAAAAAA"></div>
 <script src="https://challenges.cloudflare.com/turnstile/v0/api.js" async defer></script>
@@ -22,6 +25,11 @@ CAPTCHA_PAGE = """<!DOCTYPE html><html><head><title>Just a moment...</title></he
 MAINTENANCE_PAGE = "<html><head><title>Wartungsarbeiten</title></head><body><p>Bald wieder da.</p></body></html>"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HLS_TYPE = "application/vnd.apple.mpegurl"
+MP4_TYPE = "video/mp4"
+# The playlist types hosters send (the registered one and the legacy ones); segments and MP4s are video/*.
+HLS_TYPES = frozenset({HLS_TYPE, "application/x-mpegurl", "audio/mpegurl", "audio/x-mpegurl"})
 
 
 @dataclass
@@ -35,6 +43,9 @@ class Knobs:
     block_mode: str = "403"  # "403" answers 403; "captcha" answers 200 with a captcha page
     # label -> number of upcoming requests answered with 503
     fail_5xx: dict[str, int] = field(default_factory=dict)
+    # hoster label -> number of upcoming MEDIA requests (MP4, HLS playlist or segment) answered with 503; the
+    # hoster's embed pages and other endpoints answer normally, as when only its CDN is overloaded
+    fail_media: dict[str, int] = field(default_factory=dict)
     retry_after: int | None = None  # when set, 503 answers carry Retry-After with this many seconds
     # path -> status answered instead of the page (200: a maintenance page, as when the site changes an endpoint)
     fail_paths: dict[str, int] = field(default_factory=dict)
@@ -64,6 +75,8 @@ class RequestRecord:
     started: float
     finished: float
     status: int
+    content_type: str = ""  # of the response, without parameters ("video/mp4"); "" when it has none
+    media: bool = False  # a request to a hoster's media endpoint (MP4, HLS playlist or segment), whatever its answer
 
 
 class RequestLog:
@@ -72,6 +85,9 @@ class RequestLog:
     def __init__(self) -> None:
         self.records: list[RequestRecord] = []
         self._seen: dict[str, int] = defaultdict(int)
+        # id() of the requests in flight that reached a media endpoint: media_gate() marks, observe() takes the mark
+        # (a set of ids rather than request storage, whose typed keys need a newer aiohttp than we require)
+        self._media_marks: set[int] = set()
 
     def count(self, label: str | None = None, path_prefix: str = "") -> int:
         """How many requests `label` (or every origin) received, optionally only under `path_prefix`."""
@@ -84,11 +100,22 @@ class RequestLog:
             key=lambda record: record.started,
         )
 
-    def max_concurrency(self, label: str) -> int:
-        """The largest number of requests to `label` that were in flight at the same moment."""
+    def media(self, label: str | None = None) -> list[RequestRecord]:
+        """The media requests (MP4, HLS playlist, segments) of hoster `label` (or all), any status, in arrival order.
+
+        A request counts as media when it reached a media endpoint (`RequestRecord.media`, so a 503 from
+        `Knobs.fail_media` or a 403 from a header check counts too) or was answered with a video or HLS content type.
+        """
+        return [record for record in self.select(label) if is_media(record)]
+
+    def max_concurrency(self, label: str | None, *, media_only: bool = False) -> int:
+        """The largest number of requests to `label` (None: to any origin) in flight at the same moment.
+
+        With `media_only`, only media requests (see `media()`) count.
+        """
+        records = self.media(label) if media_only else self.select(label)
         edges = sorted(
-            [(r.started, 1) for r in self.records if r.label == label]
-            + [(r.finished, -1) for r in self.records if r.label == label],
+            [(r.started, 1) for r in records] + [(r.finished, -1) for r in records],
             key=lambda edge: (edge[0], edge[1]),  # an end sorts before a start at the same instant
         )
         current = peak = 0
@@ -106,6 +133,39 @@ class RequestLog:
         self._seen[label] += 1
         return self._seen[label]
 
+    def mark_media(self, request: web.Request) -> None:
+        """Note that `request` (still in flight) reached a media endpoint."""
+        self._media_marks.add(id(request))
+
+    def take_media_mark(self, request: web.Request) -> bool:
+        """Whether `request` was marked by mark_media(); forgets the mark (called once, as the request ends)."""
+        if id(request) in self._media_marks:
+            self._media_marks.discard(id(request))
+            return True
+        return False
+
+
+def is_media(record: RequestRecord) -> bool:
+    """Whether a logged request was a media request (see `RequestLog.media`)."""
+    return record.media or record.content_type.startswith("video/") or record.content_type in HLS_TYPES
+
+
+def content_type_of(response: web.StreamResponse) -> str:
+    """The response's media type without parameters, "" when it has no Content-Type header."""
+    return response.headers.get("Content-Type", "").partition(";")[0].strip().lower()
+
+
+def media_gate(request: web.Request, ctx: HosterContext) -> web.Response | None:
+    """Mark `request` as a media request of hoster `ctx`; a 503 while `Knobs.fail_media[ctx.name]` counts down.
+
+    Called first by every media endpoint, so a failed or refused media request is still logged as media.
+    """
+    ctx.log.mark_media(request)
+    if ctx.knobs.fail_media.get(ctx.name, 0) > 0:
+        ctx.knobs.fail_media[ctx.name] -= 1
+        return web.Response(status=503, text="Service Unavailable")  # no Retry-After: a CDN hiccup, not a budget
+    return None
+
 
 def observe(label: str, knobs: Knobs, log: RequestLog) -> Middleware:
     """A middleware that logs every request of one origin and applies latency, blocks and 5xx bursts."""
@@ -115,6 +175,7 @@ def observe(label: str, knobs: Knobs, log: RequestLog) -> Middleware:
         started = time.monotonic()
         number = log.arrived(label)
         status = 500
+        content_type = ""
         try:
             if knobs.latency:
                 await asyncio.sleep(knobs.latency)
@@ -136,9 +197,11 @@ def observe(label: str, knobs: Knobs, log: RequestLog) -> Middleware:
             else:
                 response = await handler(request)
             status = response.status
+            content_type = content_type_of(response)
             return response
         except web.HTTPException as exc:
             status = exc.status
+            content_type = content_type_of(exc)
             raise
         finally:
             log.records.append(
@@ -150,6 +213,8 @@ def observe(label: str, knobs: Knobs, log: RequestLog) -> Middleware:
                     started=started,
                     finished=time.monotonic(),
                     status=status,
+                    content_type=content_type,
+                    media=log.take_media_mark(request),
                 )
             )
 
@@ -172,10 +237,15 @@ class Media:
 
 
 MEDIA_SECONDS = 6.0
+# 640x360 with temporal noise, so the encoder cannot squeeze it, capped at a constant-ish 2.4 Mbit/s: each file is
+# about 1.9 MB, above the library scanner's 1 MB floor for episodes (library.MIN_EPISODE_BYTES), and made in well
+# under a second. The recipe is written beside the files, so a media dir made by an older recipe is made again.
+VIDEO_BITRATE = "2400k"
+MEDIA_RECIPE = f"v2 testsrc2 640x360@25 noise {VIDEO_BITRATE} aac {MEDIA_SECONDS}s hls 2s"
 
 
 def ensure_media(cache_dir: Path) -> Media:
-    """Make the media files in `cache_dir` with ffmpeg unless they are already there."""
+    """Make the media files in `cache_dir` with ffmpeg unless this recipe already made them there."""
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise RuntimeError("ffmpeg is not installed: run `make test` (it installs it) or `apt-get install ffmpeg`")
@@ -185,38 +255,38 @@ def ensure_media(cache_dir: Path) -> Media:
         cover=cache_dir / "cover.jpg",
         duration=MEDIA_SECONDS,
     )
-    if media.mp4.exists() and media.hls_playlist.exists() and media.cover.exists():
+    recipe = cache_dir / "recipe.txt"
+    made = [media.mp4, media.hls_playlist, media.cover, recipe]
+    if all(path.exists() for path in made) and recipe.read_text(encoding="utf-8") == MEDIA_RECIPE:
         return media
     cache_dir.mkdir(parents=True, exist_ok=True)
-    media.hls_dir.mkdir(exist_ok=True)
+    if media.hls_dir.exists():
+        shutil.rmtree(media.hls_dir)  # no stale segments of another recipe
+    media.hls_dir.mkdir()
     sources = [
-        *("-f", "lavfi", "-i", f"testsrc=duration={MEDIA_SECONDS}:size=320x240:rate=25"),
+        *("-f", "lavfi", "-i", f"testsrc2=duration={MEDIA_SECONDS}:size=640x360:rate=25"),
         *("-f", "lavfi", "-i", f"sine=frequency=440:duration={MEDIA_SECONDS}"),
     ]
-    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"]
+    encode = [
+        *("-vf", "noise=alls=20:allf=t", "-c:v", "libx264", "-preset", "ultrafast"),
+        *("-b:v", VIDEO_BITRATE, "-maxrate", VIDEO_BITRATE, "-bufsize", "1200k"),
+        *("-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest"),
+    ]
+    quiet = (ffmpeg, "-y", "-loglevel", "error")
     commands = [
-        [ffmpeg, "-y", "-loglevel", "error", *sources, *encode, "-movflags", "+faststart", str(media.mp4)],
+        [*quiet, *sources, *encode, "-movflags", "+faststart", str(media.mp4)],
         [
-            *(ffmpeg, "-y", "-loglevel", "error", *sources, *encode),
+            *quiet,
+            *sources,
+            *encode,
             *("-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"),
             *("-hls_segment_filename", str(media.hls_dir / "seg%03d.ts"), str(media.hls_playlist)),
         ],
-        [
-            ffmpeg,
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=navy:s=220x330",
-            "-frames:v",
-            "1",
-            str(media.cover),
-        ],
+        [*quiet, "-f", "lavfi", "-i", "color=c=navy:s=220x330", "-frames:v", "1", str(media.cover)],
     ]
     for command in commands:
         subprocess.run(command, check=True, timeout=120)
+    recipe.write_text(MEDIA_RECIPE, encoding="utf-8")
     return media
 
 
@@ -225,7 +295,7 @@ CHUNK = 16 * 1024
 
 async def serve_file(request: web.Request, path: Path, knobs: Knobs, content_type: str) -> web.StreamResponse:
     """Serve `path` with single-range Range support, throttled to `knobs.bandwidth` bytes/s for this connection."""
-    data = await asyncio.to_thread(path.read_bytes)  # the media files are small (a few hundred kB)
+    data = await asyncio.to_thread(path.read_bytes)  # the media files are small (about 2 MB at most)
     size = len(data)
     start, end = 0, size - 1
     status = 200
@@ -251,13 +321,17 @@ async def serve_file(request: web.Request, path: Path, knobs: Knobs, content_typ
         response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     await response.prepare(request)
     position = start
-    while position <= end:
-        chunk = data[position : min(position + CHUNK, end + 1)]
-        await response.write(chunk)
-        position += len(chunk)
-        if knobs.bandwidth:
-            await asyncio.sleep(len(chunk) / knobs.bandwidth)
-    await response.write_eof()
+    try:
+        while position <= end:
+            chunk = data[position : min(position + CHUNK, end + 1)]
+            await response.write(chunk)
+            position += len(chunk)
+            if knobs.bandwidth:
+                await asyncio.sleep(len(chunk) / knobs.bandwidth)
+        await response.write_eof()
+    except ConnectionResetError:
+        # The client went away mid-stream (a cancelled or killed download): routine for a media server, not an error.
+        LOGGER.debug("%s: client left after %d of %d bytes", request.path, position - start, end - start + 1)
     return response
 
 

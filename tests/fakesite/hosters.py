@@ -15,7 +15,7 @@ from html import escape
 
 from aiohttp import web
 
-from tests.fakesite.core import HosterContext, serve_file
+from tests.fakesite.core import HLS_TYPE, MP4_TYPE, HosterContext, media_gate, serve_file
 from tests.fakesite.encoders import (
     dood_script,
     dood_token,
@@ -48,8 +48,6 @@ EMBED_PATHS = {
 }
 VOE_VARIANTS = ("json", "hls", "redirect", "m3u8")
 VOE_MIRROR = "/mirror"  # stands in for the rotated domain a VOE location hop leads to (same origin here)
-HLS_TYPE = "application/vnd.apple.mpegurl"
-MP4_TYPE = "video/mp4"
 VIDEO_ID = "{video_id:[A-Za-z0-9_-]+}"
 SEGMENT_RE = re.compile(r"seg[0-9]{3}\.ts")
 DOOD_TAIL_RE = re.compile(r"(?P<video_id>[A-Za-z0-9_-]+)~[A-Za-z0-9]{10}")
@@ -122,6 +120,8 @@ def sign(*parts: object) -> str:
 
 async def serve_hls(request: web.Request, ctx: HosterContext, allowed: bool) -> web.StreamResponse:
     """The HLS playlist (any `*.m3u8` name) or one of its segments, if the header check `allowed` it."""
+    if (failed := media_gate(request, ctx)) is not None:
+        return failed
     if not allowed:
         return forbidden()
     name = request.match_info["file"]
@@ -134,6 +134,8 @@ async def serve_hls(request: web.Request, ctx: HosterContext, allowed: bool) -> 
 
 async def serve_mp4(request: web.Request, ctx: HosterContext, allowed: bool) -> web.StreamResponse:
     """The MP4, if the header check `allowed` it."""
+    if (failed := media_gate(request, ctx)) is not None:
+        return failed
     if not allowed:
         return forbidden()
     return await serve_file(request, ctx.media.mp4, ctx.knobs, MP4_TYPE)
