@@ -40,7 +40,7 @@ from aniworld_daemon.events import (
     QueueStopped,
 )
 from aniworld_daemon.job import EpisodeJob, JobControl, temp_dir
-from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority
+from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.outcomes import COOLDOWN_MARGIN, Outcomes, cancelled_event, label
 from aniworld_daemon.provider.aniworld import AniworldProvider
@@ -139,6 +139,7 @@ class Downloader:
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], None] = lambda: None
+        self._metadata_locks: dict[str, asyncio.Lock] = {}
 
     def _build_job(self, config: Config) -> EpisodeJob:
         downloads = config.downloads
@@ -528,9 +529,7 @@ class Downloader:
             if series is None:
                 return  # unfollowed meanwhile: the item went with the series (ON DELETE CASCADE)
             if not series.folder:
-                # Never rescanned (a series just added to the config): its title and folder come from its page.
-                info = await self._provider.series(series.key)
-                series = await self._series.refresh_metadata(series, info)
+                series = await self._with_metadata(series)
             languages = series.languages or self._config.provider.languages
             control = JobControl(
                 cancel=entry.cancel,
@@ -555,6 +554,15 @@ class Downloader:
             await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
         else:
             await self._outcomes.completed(item, imported)
+
+    async def _with_metadata(self, series: Series) -> Series:
+        """A series never rescanned (just added to the config) gets its title and folder from its page, once."""
+        # One lock per series: the items of a new series start together, and one page read is enough for all.
+        async with self._metadata_locks.setdefault(series.key, asyncio.Lock()):
+            current = await self._db.get_series(series.key) or series
+            if current.folder:
+                return current
+            return await self._series.refresh_metadata(current, await self._provider.series(series.key))
 
     async def _on_series_removed(self, event: Event) -> None:
         # The series' queue items went with it (ON DELETE CASCADE); what still runs for it must stop too.

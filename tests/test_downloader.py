@@ -398,6 +398,9 @@ async def test_at_most_max_concurrent_media_streams(start_app: StartApp, fakesit
     done = await finished(app, *(item.id for item in items), within=60)
     assert {item.status for item in done} == {DownloadStatus.COMPLETED}
     assert fakesite.log.max_concurrency(None, media_only=True) == 2
+    # The series was never rescanned: its page is read once for its title and folder, not once per item.
+    series_page = [r for r in fakesite.log.select("site") if r.path == f"/anime/stream/{KEY}"]
+    assert len(series_page) == 1
 
 
 async def test_low_free_space_pauses_the_queue_until_space_is_back(start_app: StartApp) -> None:
