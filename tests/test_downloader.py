@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,7 +22,7 @@ from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, Histo
 from aniworld_daemon.outcomes import backoff
 from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
-from tests.test_provider import cli
+from tests.test_provider import cli, ffprobe
 
 KEY = "blade-of-dawn"  # season 1: de-dub on voe and vidoza, de-sub on voe, filemoon and doodstream
 MP4_HOSTERS = "[doodstream, vidoza, filemoon, voe]"
@@ -104,15 +102,13 @@ async def finished(app: Application, *ids: str, within: float = 30.0) -> list[Do
     return [item for item in [await app.db.get_download(item_id) for item_id in ids] if item is not None]
 
 
-def ffprobe(path: Path) -> dict[str, Any]:
-    """ffprobe's JSON view of a media file."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return dict(json.loads(result.stdout))
+async def making_progress(app: Application, events: Recorder) -> None:
+    """Wait until a download has reported progress and has a partial file in the temp dir."""
+
+    async def progressing() -> bool:
+        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+
+    await until(progressing, what="the download to make progress")
 
 
 def temp_files(app: Application) -> list[str]:
@@ -303,10 +299,7 @@ async def test_cancel_mid_download_leaves_nothing_behind(start_app: StartApp, fa
     app, events = await start_app()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
-    async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
-
-    await until(progressing, what="the download to make progress")
+    await making_progress(app, events)
     assert await app.downloader.cancel([item.id]) == 1
     cancelled = await app.db.get_download(item.id)
     assert cancelled is not None
@@ -324,10 +317,7 @@ async def test_removing_an_active_item_cancels_it(start_app: StartApp, fakesite:
     app, events = await start_app()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
-    async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS))
-
-    await until(progressing, what="the download to make progress")
+    await making_progress(app, events)
     await app.downloader.remove_one(item.id)
     assert await app.db.get_download(item.id) is None
     assert temp_files(app) == []
@@ -356,10 +346,7 @@ async def test_stop_puts_active_downloads_back_and_start_resumes_them(start_app:
     app, events = await start_app()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
-    async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
-
-    await until(progressing, what="the download to make progress")
+    await making_progress(app, events)
     await app.downloader.stop_queue()
     stopped = await app.db.get_download(item.id)
     assert stopped is not None
@@ -542,10 +529,7 @@ async def test_shutdown_stores_active_downloads_as_pending(start_app: StartApp, 
     app, events = await start_app()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
-    async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
-
-    await until(progressing, what="the download to make progress")
+    await making_progress(app, events)
     await app.stop()
     reopened = Application(app.config)
     await reopened.db.open()
@@ -595,10 +579,7 @@ async def test_unfollowing_a_series_stops_its_downloads(start_app: StartApp, fak
     app, events = await start_app(downloads="  max_concurrent: 1\n")
     [item, waiting] = await app.downloader.add(KEY, [(1, 1), (1, 2)])
 
-    async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
-
-    await until(progressing, what="the download to make progress")
+    await making_progress(app, events)
     await app.series.unfollow(KEY)
 
     async def stopped() -> bool:

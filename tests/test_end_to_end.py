@@ -12,7 +12,6 @@ import json
 import re
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from aniworld_daemon.models import Language
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming
 from tests.conftest import Daemon, minimal_config
 from tests.fakesite.server import FakeSite
+from tests.test_provider import ffprobe
 
 PARTIAL_RE = re.compile(r"\.part\b|\.ytdl$|\.temp\b")  # yt-dlp's partial names: x.mp4.part, x.mp4.ytdl, x.temp.mp4
 
@@ -94,17 +94,6 @@ async def exited(process: Daemon, seconds: float) -> int:
             pytest.fail(f"the daemon did not exit within {seconds} s:\n{process.log}")
         await asyncio.sleep(0.05)
     return status
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """ffprobe's JSON view of a media file."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return dict(json.loads(result.stdout))
 
 
 def expected_paths(site: FakeSite, naming: str) -> dict[tuple[str, int, int], str]:

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +28,7 @@ from tests.conftest import Daemon, minimal_config
 from tests.fakesite.catalog import Link
 from tests.fakesite.core import CHUNK, RequestRecord
 from tests.fakesite.server import FakeSite
+from tests.test_provider import ffprobe
 
 SERIES = "die-kleinen-baeren"  # season 1: three episodes, German dub on every hoster (doodstream among them)
 HOSTER = "doodstream"  # MP4: a resume is one visible `Range: bytes=N-` request
@@ -171,17 +170,6 @@ def parts(setup: Setup) -> dict[str, int]:
         except FileNotFoundError:  # renamed between the listing and the stat
             continue
     return found
-
-
-def ffprobe(path: Path) -> dict[str, Any]:
-    """ffprobe's JSON view of a media file."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return dict(json.loads(result.stdout))
 
 
 def plays(path: Path) -> bool:
