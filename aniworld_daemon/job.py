@@ -10,7 +10,6 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aniworld_daemon import ytdlp
 from aniworld_daemon.errors import (
@@ -18,7 +17,9 @@ from aniworld_daemon.errors import (
     Blocked,
     DownloadError,
     HosterError,
+    NotFound,
     NoWantedLanguage,
+    ProviderError,
     StorageError,
 )
 from aniworld_daemon.library import TEMP_DIR_NAME, library_path, scan_folder
@@ -111,15 +112,13 @@ class EpisodeJob:
         """
         existing = await self._in_library(item, series)
         if existing is not None:
-            LOGGER.info(
-                "%s S%02dE%02d is already in the library: %s", item.series_key, item.season, item.number, existing
-            )
+            LOGGER.info("%s is already in the library: %s", _label(item), existing.file_path)
             return existing
         page = await self._provider.episode(item.series_key, item.season, item.number)
         options = candidates(page, languages, self._hosters)
         if not options:
             raise NoWantedLanguage(
-                f"{item.series_key} S{item.season:02d}E{item.number:02d} is not offered in "
+                f"{_label(item)} is not offered in "
                 + ", ".join(language.value for language in languages)
                 + (f" (only in {', '.join(language.value for language in page.languages)})" if page.languages else ""),
                 details={"languages": [language.value for language in page.languages]},
@@ -134,12 +133,16 @@ class EpisodeJob:
                 await asyncio.to_thread(ytdlp.remove_files, folder, item.id)
             previous_hoster = name
             try:
-                file = await self._fetch(item, candidate, control)
-            except Blocked as err:
-                if err.details.get("host") == urlsplit(self._provider.base_url).netloc.lower():
-                    raise  # the site itself: every further request would be refused too
-                control.failures.append((name, err))
-            except HosterError as err:
+                # The redirect is the site's: a cooldown or the site being down ends the attempt (raised).
+                embed_url = await self._provider.resolve_redirect(candidate.link.redirect_url)
+            except NotFound as err:
+                control.failures.append((name, err))  # this one link is dead; the page's others may work
+                LOGGER.info("%s: the %s link is gone: %s", _label(item), candidate.link.name, err.message)
+                continue
+            try:
+                file = await self._fetch(item, candidate, embed_url, control)
+            except (HosterError, ProviderError) as err:
+                # The hoster's own pages refused, vanished or did not answer: the next hoster may work.
                 control.failures.append((name, err))
             else:
                 try:
@@ -153,18 +156,15 @@ class EpisodeJob:
                     title = page.title_de or page.title_en
                     return await asyncio.to_thread(self._import, item, series, file, title, candidate)
             LOGGER.info(
-                "%s S%02dE%02d: %s (%s) failed: %s",
-                item.series_key,
-                item.season,
-                item.number,
+                "%s: %s (%s) failed: %s",
+                _label(item),
                 candidate.link.name,
                 candidate.language.value,
                 control.failures[-1][1].message,
             )
         raise _all_failed(item, control.failures)
 
-    async def _fetch(self, item: Download, candidate: Candidate, control: JobControl) -> Path:
-        embed_url = await self._provider.resolve_redirect(candidate.link.redirect_url)
+    async def _fetch(self, item: Download, candidate: Candidate, embed_url: str, control: JobControl) -> Path:
         media = await candidate.resolver.resolve(self._http, embed_url)
         control.on_hoster(candidate.language, candidate.resolver.name)
         return await ytdlp.download(
@@ -240,9 +240,13 @@ def _fsync_dir(path: Path) -> None:
             os.close(descriptor)
 
 
+def _label(item: Download) -> str:
+    return f"{item.series_key} S{item.season:02d}E{item.number:02d}"
+
+
 def _all_failed(item: Download, failures: Sequence[tuple[str, AniworldError]]) -> AniworldError:
     """The error of an attempt in which no hoster worked; all-Blocked stays Blocked (waiting is not a failure)."""
-    label = f"{item.series_key} S{item.season:02d}E{item.number:02d}"
+    label = _label(item)
     if failures and all(isinstance(error, Blocked) for _, error in failures):
         return failures[0][1]
     summary = "; ".join(f"{hoster}: {error.message}" for hoster, error in failures)

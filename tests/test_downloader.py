@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -591,3 +592,28 @@ async def test_unfollowing_a_series_stops_its_downloads(start_app: StartApp, fak
     assert library_videos(app) == []
     await app.bus.drain()
     assert [event.data.item_id for event in events.of(EventType.DOWNLOAD_CANCELLED)] == [item.id]  # type: ignore[attr-defined]
+
+
+async def test_a_hoster_whose_pages_fail_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+    """A hoster answering 503 to everything (after the client's own retries) is skipped, not the whole attempt."""
+    fakesite.knobs.fail_5xx["doodstream"] = 10**6
+    app, _ = await start_app()
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [done] = await finished(app, item.id, within=60)
+    assert done.status is DownloadStatus.COMPLETED, done.error_message
+    assert done.hoster == "filemoon"
+    assert done.attempts == 0
+    assert fakesite.log.count("doodstream") > 0
+
+
+async def test_a_dead_redirect_link_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+    """A `/redirect/<id>` the site answers 404 is one dead link: the episode's next link is tried at once."""
+    app, _ = await start_app()
+    page = await app.provider.episode(KEY, 1, 1)
+    [dead] = [link for link in page.hosters if link.name == "Doodstream"]
+    fakesite.knobs.fail_paths[urlsplit(dead.redirect_url).path] = 404
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [done] = await finished(app, item.id)
+    assert done.status is DownloadStatus.COMPLETED, done.error_message
+    assert done.hoster == "filemoon"
+    assert done.attempts == 0
