@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -118,6 +119,28 @@ class Daemon:
                 break
             time.sleep(0.05)
         pytest.fail(f"{text!r} not logged within {timeout}s; log:\n{self.log}")
+
+    async def until(self, check: Callable[[], bool], what: str, seconds: float, poll: float = 0.05) -> None:
+        """Poll `check` without blocking the loop; fail with the log on timeout or when the daemon exits.
+
+        Async, unlike wait_for_log(): an in-process fake site shares the loop and must keep answering.
+        """
+        deadline = time.monotonic() + seconds
+        while not check():
+            if self.process.poll() is not None:
+                pytest.fail(f"the daemon exited ({self.process.returncode}) while waiting for {what}:\n{self.log}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{self.log}")
+            await asyncio.sleep(poll)
+
+    async def exited(self, seconds: float) -> int:
+        """The exit status, awaited without blocking the loop."""
+        deadline = time.monotonic() + seconds
+        while (status := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the daemon did not exit within {seconds} s:\n{self.log}")
+            await asyncio.sleep(0.05)
+        return status
 
     def close(self) -> None:
         """Kill the daemon if it still runs and close the log."""

@@ -13,7 +13,6 @@ import re
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -75,27 +74,6 @@ def statuses(database: Path) -> list[str]:
         return []
 
 
-async def until(check: Callable[[], bool], process: Daemon, what: str, seconds: float) -> None:
-    """Poll `check` until true; fail (with the daemon's log) on timeout or when the daemon exits."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if process.process.poll() is not None:
-            pytest.fail(f"the daemon exited ({process.process.returncode}) while waiting for {what}:\n{process.log}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{process.log}")
-        await asyncio.sleep(0.1)
-
-
-async def exited(process: Daemon, seconds: float) -> int:
-    """The daemon's exit status, awaited without blocking the loop."""
-    deadline = time.monotonic() + seconds
-    while (status := process.process.poll()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the daemon did not exit within {seconds} s:\n{process.log}")
-        await asyncio.sleep(0.05)
-    return status
-
-
 def expected_paths(site: FakeSite, naming: str) -> dict[tuple[str, int, int], str]:
     """(key, season, number) -> the naming template's path of every wanted episode, from the catalog's titles."""
     template = NamingTemplate(naming)
@@ -146,7 +124,7 @@ async def test_three_series_are_downloaded_filed_and_found_complete(
         found = statuses(database)
         return len(found) == len(expected) and not {"pending", "downloading"} & set(found)
 
-    await until(finished, process, "every wanted episode to be downloaded", 90)
+    await process.until(finished, "every wanted episode to be downloaded", 90)
     assert set(statuses(database)) == {"completed"}
 
     # Every episode at its template path and playable; no partial file outside the (empty) temp dir.
@@ -186,7 +164,7 @@ async def test_three_series_are_downloaded_filed_and_found_complete(
     assert any(path.endswith(".ts") for path in voe), voe
 
     process.signal(signal.SIGTERM)
-    assert await exited(process, 30) == 0, process.log
+    assert await process.exited(30) == 0, process.log
 
     # A second rescan, in the foreground: nothing is missing any more, and nothing is queued again.
     command = await asyncio.create_subprocess_exec(

@@ -6,7 +6,6 @@ site is served by this test's own event loop, so a blocking sleep would stall th
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -140,27 +139,6 @@ def downloads(database: Path) -> dict[str, tuple[int, int, str]]:
     return {item: (season, number, status) for item, season, number, status in rows}
 
 
-async def until(check: Callable[[], bool], process: Daemon, what: str, seconds: float, poll: float = 0.05) -> None:
-    """Poll `check` until true; fail (with the daemon's log) on timeout or when the daemon exits."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if process.process.poll() is not None:
-            pytest.fail(f"the daemon exited ({process.process.returncode}) while waiting for {what}:\n{process.log}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{process.log}")
-        await asyncio.sleep(poll)
-
-
-async def exited(process: Daemon, seconds: float) -> int:
-    """The daemon's exit status, awaited without blocking the loop (the fake site must keep answering)."""
-    deadline = time.monotonic() + seconds
-    while (status := process.process.poll()) is None:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the daemon did not exit within {seconds} s:\n{process.log}")
-        await asyncio.sleep(0.05)
-    return status
-
-
 def parts(setup: Setup) -> dict[str, int]:
     """The .part files in the temp dir: name -> size."""
     found = {}
@@ -291,9 +269,9 @@ async def kill_at(
     conditions: dict[str, Callable[[], bool]] = {"resolving": lambda: bool(redirected())}
     if probe is not None:
         conditions["verify"] = probe.marker.exists
-    await until(conditions.get(moment, written), process, f"the {moment} moment", 30, POLL)
+    await process.until(conditions.get(moment, written), f"the {moment} moment", 30, POLL)
     process.signal(signal.SIGKILL)
-    assert await exited(process, 10) == -signal.SIGKILL
+    assert await process.exited(10) == -signal.SIGKILL
     at = time.monotonic()
     if moment == "resolving":
         [number] = redirected()
@@ -326,7 +304,7 @@ async def test_a_killed_daemon_resumes_without_losing_anything(setup: Setup, mom
         site.knobs.latency = RESOLVE_LATENCY
 
     first = setup.launch()
-    await until(lambda: len(downloads(setup.database)) == len(links), first, "the rescan to queue the episodes", 30)
+    await first.until(lambda: len(downloads(setup.database)) == len(links), "the rescan to queue the episodes", 30)
     before = downloads(setup.database)
     kill = await kill_at(moment, setup, first, links, probe)
     if probe is not None:
@@ -349,10 +327,10 @@ async def test_a_killed_daemon_resumes_without_losing_anything(setup: Setup, mom
         return {status for _, _, status in downloads(setup.database).values()} == {"completed"}
 
     # The restarted daemon rescans at start too: once that scan is done, it had its chance to queue twice.
-    await until(scans_done, second, "the restarted daemon's rescan", 30)
-    await until(all_completed, second, "every item to complete after the restart", 60)
+    await second.until(scans_done, "the restarted daemon's rescan", 30)
+    await second.until(all_completed, "every item to complete after the restart", 60)
     second.signal(signal.SIGTERM)
-    assert await exited(second, 30) == 0
+    assert await second.exited(30) == 0
     after = downloads(setup.database)
 
     assert set(after) == set(before), "queue items were lost or added"
