@@ -214,10 +214,8 @@ def queue_json(snapshot: QueueSnapshot, series: Mapping[str, Series]) -> dict[st
 
 
 def _live(entry: ActiveDownload) -> dict[str, Any]:
-    return {
-        "language": entry.language.value if isinstance(entry.language, Language) else entry.item.language,
-        "hoster": entry.hoster,
-    }
+    # The language and hoster in use right now: the stored item learns them a moment later.
+    return {"language": entry.language.value if entry.language else None, "hoster": entry.hoster}
 
 
 # --- text: `queue` --------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from aniworld_daemon.events import Event, EventType
 from aniworld_daemon.library import TEMP_DIR_NAME
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
 from aniworld_daemon.outcomes import backoff
+from aniworld_daemon.queue_view import queue_json
 from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
 from tests.test_provider import cli, ffprobe
@@ -348,6 +349,17 @@ async def test_stop_puts_active_downloads_back_and_start_resumes_them(start_app:
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     await making_progress(app, events)
+    snapshot = await app.downloader.status()
+    shown = json.loads(json.dumps(queue_json(snapshot, {KEY: await app.series.get(KEY)})))
+    [active] = shown["status"]["active_downloads"]
+    assert (active["id"], active["serie_name"], active["hoster"], active["language"]) == (
+        item.id,
+        "Blade of Dawn",
+        "doodstream",
+        "de-sub",
+    )
+    assert 0 < active["progress"]["percent"] < 100
+    assert shown["statistics"]["active_count"] == 1
     await app.downloader.stop_queue()
     stopped = await app.db.get_download(item.id)
     assert stopped is not None
