@@ -625,11 +625,12 @@ class Downloader:
             await self._db.update_download(item.id, status=DownloadStatus.PENDING, bytes_downloaded=bytes_done)
             LOGGER.info("%s interrupted (%s); it resumes later", label(item), reason.value)
             return
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
         if reason is CancelReason.CANCEL:
-            await self._outcomes.cancelled(item)
-        else:
-            self._bus.emit(cancelled_event(item))
+            await self._outcomes.cancelled(item)  # it removes the partial files itself
+            return
+        # Removed: its row goes (or went with its series), and its partial files with it.
+        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
+        self._bus.emit(cancelled_event(item))
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
