@@ -10,15 +10,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aniworld_daemon import __version__, queue_commands
-from aniworld_daemon import commands as library_commands
+from aniworld_daemon import __version__
 from aniworld_daemon.app import Application, configure_logging
+from aniworld_daemon.cli import library as library_commands
+from aniworld_daemon.cli import queue as queue_commands
+from aniworld_daemon.cli import site as commands
+from aniworld_daemon.cli.site import print_json
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
+from aniworld_daemon.downloads.snapshot import queue_json, queue_text
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.models import Language, SeriesSource
-from aniworld_daemon.provider import commands
-from aniworld_daemon.provider.commands import print_json
-from aniworld_daemon.queue_view import queue_json, queue_text
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "ANIWORLD_DAEMON_CONFIG"

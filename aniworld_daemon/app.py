@@ -13,7 +13,7 @@ from typing import Any
 
 from aniworld_daemon import __version__
 from aniworld_daemon.config import Config, load_config
-from aniworld_daemon.downloader import Downloader
+from aniworld_daemon.downloads.engine import Downloader
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.events import EventBus, ServerShutdown
 from aniworld_daemon.naming import NamingTemplate
@@ -22,7 +22,7 @@ from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult
 from aniworld_daemon.scheduler import Scheduler
 from aniworld_daemon.series import SeriesManager
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 from aniworld_daemon.systemd import SystemdNotifier
 from aniworld_daemon.web.server import HealthReport, HealthStatus, WebServer
 

@@ -45,7 +45,7 @@ from aniworld_daemon.models import (
 from aniworld_daemon.provider.aniworld import AniworldProvider, EpisodeSummary, FeedEntry, SeasonPage, SeriesInfo
 from aniworld_daemon.provider.http import count_requests
 from aniworld_daemon.series import SeriesManager, naming_of
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
 

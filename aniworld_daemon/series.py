@@ -13,7 +13,7 @@ from aniworld_daemon.events import EventBus, SeriesAdded, SeriesRemoved, SeriesU
 from aniworld_daemon.models import HistoryKind, Language, Series, SeriesSource
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming, sanitize_component
 from aniworld_daemon.provider.aniworld import AniworldProvider, SeriesInfo, normalize_key
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
 

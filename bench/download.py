@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aniworld_daemon import ytdlp
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
+from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads.job import candidates
 from aniworld_daemon.events import DownloadComplete, DownloadFailed, Event, EventType
-from aniworld_daemon.job import candidates
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.hosters.base import MediaSource

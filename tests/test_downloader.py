@@ -15,13 +15,13 @@ import pytest
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
-from aniworld_daemon.downloader import in_window, seconds_until_window
+from aniworld_daemon.downloads.engine import in_window, seconds_until_window
+from aniworld_daemon.downloads.outcomes import backoff
+from aniworld_daemon.downloads.snapshot import queue_json
 from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.events import Event, EventType
 from aniworld_daemon.library import TEMP_DIR_NAME
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
-from aniworld_daemon.outcomes import backoff
-from aniworld_daemon.queue_view import queue_json
 from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
 from tests.test_provider import cli, ffprobe

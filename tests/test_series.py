@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aniworld_daemon import commands as library_commands
 from aniworld_daemon.app import Application
+from aniworld_daemon.cli import library as library_commands
 from aniworld_daemon.config import load_config
 from aniworld_daemon.errors import ConflictError, NotFound, NotFoundError, ValidationError
 from aniworld_daemon.events import Event, EventType

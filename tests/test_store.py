@@ -26,8 +26,8 @@ from aniworld_daemon.models import (
     Series,
     SeriesSource,
 )
-from aniworld_daemon.schema import MIGRATIONS, SCHEMA_VERSION
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
+from aniworld_daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION
 
 # Microseconds and a non-UTC offset on purpose: both must survive the epoch-seconds round trip.
 T0 = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))

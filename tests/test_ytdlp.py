@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aniworld_daemon.errors import DownloadCancelled, DownloadError, HosterError, StorageError
-from aniworld_daemon.provider.hosters import MediaKind, MediaSource
-from aniworld_daemon.ytdlp import (
+from aniworld_daemon.downloads.ytdlp import (
     PROGRESS_INTERVAL,
     CancelToken,
     MediaInfo,
@@ -25,6 +23,8 @@ from aniworld_daemon.ytdlp import (
     probe,
     remove_files,
 )
+from aniworld_daemon.errors import DownloadCancelled, DownloadError, HosterError, StorageError
+from aniworld_daemon.provider.hosters import MediaKind, MediaSource
 from tests.fakesite.core import Media
 from tests.fakesite.server import FakeSite
 
@@ -220,7 +220,7 @@ async def test_task_cancellation_waits_for_the_thread_and_keeps_the_part(
     fakesite: FakeSite, media: Media, temp_dir: Path, caplog: pytest.LogCaptureFixture, kind: MediaKind
 ) -> None:
     """Cancelling the awaiting task sets the token, waits until yt-dlp gave up (files closed), then re-raises."""
-    caplog.set_level("DEBUG", logger="aniworld_daemon.ytdlp")
+    caplog.set_level("DEBUG", logger="aniworld_daemon.downloads.ytdlp")
     fakesite.knobs.bandwidth = media_size(media, kind) // 4
     token = CancelToken()
     recorder = Recorder()

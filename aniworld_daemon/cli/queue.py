@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from aniworld_daemon.app import DB_FILE
-from aniworld_daemon.commands import open_components
+from aniworld_daemon.cli.library import open_components
 from aniworld_daemon.config import Config
-from aniworld_daemon.downloader import PAUSED_SETTING, Downloader
+from aniworld_daemon.downloads.engine import PAUSED_SETTING, Downloader
+from aniworld_daemon.downloads.snapshot import MB, QueueSnapshot, build_snapshot
 from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.events import (
     DownloadComplete,
@@ -23,9 +24,8 @@ from aniworld_daemon.library import library_path, scan_folder
 from aniworld_daemon.models import Download, DownloadStatus, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import normalize_key
-from aniworld_daemon.queue_view import MB, QueueSnapshot, build_snapshot
 from aniworld_daemon.series import naming_of
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 Place = tuple[int, int]  # (season, episode)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aniworld_daemon import ytdlp
+from aniworld_daemon.downloads import ytdlp
 from aniworld_daemon.errors import (
     AniworldError,
     Blocked,

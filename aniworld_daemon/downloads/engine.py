@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from aniworld_daemon import ytdlp
 from aniworld_daemon.config import Config
+from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads.job import EpisodeJob, JobControl, temp_dir
+from aniworld_daemon.downloads.outcomes import COOLDOWN_MARGIN, Outcomes, cancelled_event, label
+from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueSnapshot, build_snapshot
 from aniworld_daemon.errors import (
     AniworldError,
     Blocked,
@@ -39,16 +42,13 @@ from aniworld_daemon.events import (
     QueueStatus,
     QueueStopped,
 )
-from aniworld_daemon.job import EpisodeJob, JobControl, temp_dir
 from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
-from aniworld_daemon.outcomes import COOLDOWN_MARGIN, Outcomes, cancelled_event, label
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
-from aniworld_daemon.queue_view import ActiveDownload, QueueSnapshot, build_snapshot
 from aniworld_daemon.series import SeriesManager
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aniworld_daemon import ytdlp
+from aniworld_daemon.downloads import ytdlp
 from aniworld_daemon.models import Download, DownloadStatus, Language, Series
 
 MB = 1_000_000

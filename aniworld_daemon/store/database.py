@@ -32,7 +32,7 @@ from aniworld_daemon.models import (
     Series,
     SeriesSource,
 )
-from aniworld_daemon.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from aniworld_daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION, Migration
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -8,8 +8,9 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aniworld_daemon import ytdlp
 from aniworld_daemon.config import Config
+from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads.job import Imported, temp_dir
 from aniworld_daemon.errors import Blocked, NoWantedLanguage
 from aniworld_daemon.events import (
     DownloadCancelled,
@@ -19,10 +20,9 @@ from aniworld_daemon.events import (
     QueueAction,
     QueueStatus,
 )
-from aniworld_daemon.job import Imported, temp_dir
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind
 from aniworld_daemon.provider.http import HttpClient
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan
 from aniworld_daemon.series import SeriesManager
-from aniworld_daemon.store import Database
+from aniworld_daemon.store.database import Database
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,7 +88,7 @@ class MediaInfo:
 
 
 class YtdlpLogger:
-    """Routes yt-dlp's messages to the `aniworld_daemon.ytdlp` logger (yt-dlp's info and debug both become debug)."""
+    """Routes yt-dlp's messages to our `aniworld_daemon.downloads.ytdlp` logger (its info and debug become debug)."""
 
     def debug(self, message: str) -> None:
         """A yt-dlp debug or screen message."""
