@@ -1,4 +1,4 @@
-"""Command line interface: `aniworld-daemon COMMAND`."""
+"""The command line: `aniworld-daemon COMMAND`, the parser and main; each command group has a module of its own."""
 
 from __future__ import annotations
 
@@ -283,6 +283,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command](args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
