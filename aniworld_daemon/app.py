@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aniworld_daemon import __version__
-from aniworld_daemon.config import Config, load_config
+from aniworld_daemon.commands import build_command_table
+from aniworld_daemon.config import Config, ProviderConfig, load_config
 from aniworld_daemon.downloads.engine import Downloader
-from aniworld_daemon.errors import AniworldError, ConfigError
+from aniworld_daemon.downloads.tempfiles import TempFiles
+from aniworld_daemon.errors import AniworldError, ConfigError, StorageError
 from aniworld_daemon.events import EventBus, ServerShutdown
+from aniworld_daemon.health import HealthChecks
+from aniworld_daemon.log import apply_log_level
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.http import HttpClient
@@ -24,7 +27,7 @@ from aniworld_daemon.scheduler import Scheduler
 from aniworld_daemon.series import SeriesManager
 from aniworld_daemon.store.database import Database
 from aniworld_daemon.systemd import SystemdNotifier
-from aniworld_daemon.web.server import HealthReport, HealthStatus, WebServer
+from aniworld_daemon.web.server import WebServer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -45,12 +48,15 @@ class Application:
         self.http = HttpClient(config.provider)
         self.provider = AniworldProvider(self.http, config.provider.base_url)
         self.series = SeriesManager(self.db, self.provider, self.bus, NamingTemplate(config.library.naming))
-        self.downloader = Downloader(self.db, self.provider, self.http, self.bus, self.series, config)
+        self.temp = TempFiles(config.library.path)
+        self.downloader = Downloader(self.db, self.provider, self.http, self.bus, self.series, config, self.temp)
         # auto_download: each rescan hands its missing episodes to the download queue.
         self.rescanner = Rescanner(self.db, self.provider, self.bus, self.series, config, queue=self.downloader)
         self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
+        self.commands = build_command_table(self.downloader, self.series, self.rescanner, self.provider)
+        self.health = HealthChecks(self.db, self.http, config.library.path, [self.downloader.problems])
         self.notifier = notifier or SystemdNotifier()
-        self.web = WebServer(config.api, version=__version__, health=self.health)
+        self.web = WebServer(config.api, version=__version__, health=self.health.report)
         self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
@@ -62,13 +68,13 @@ class Application:
         """Start every component in order; on failure, stop what had started and re-raise."""
         LOGGER.info("Starting aniworld-daemon %s with %s", __version__, self.config.source)
         try:
-            await asyncio.to_thread(self._prepare_directories)
+            await self._prepare_directories()
             await self._start_step("store", self.db.open, self.db.close)
             await self._start_step("http", self.http.start, self.http.close)
             await self._start_step("series", self._sync_series, self.rescanner.stop)
             # Before the scheduler: a start-up rescan queues into a restored queue.
             await self._start_step("downloader", self.downloader.start, self.downloader.stop)
-            await self._start_step("scheduler", self._start_scheduler, self._stop_scheduler)
+            await self._start_step("scheduler", self._start_scheduler, self.scheduler.stop)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
         except BaseException:
@@ -81,23 +87,38 @@ class Application:
     async def _start_scheduler(self) -> None:
         # The last run survives restarts: it is the start of the newest stored scan report.
         latest = await self.db.list_scans(limit=1)
-        self.scheduler = Scheduler(
-            self.config.schedule, self._scheduled_rescan, last_run=latest[0].started_at if latest else None
-        )
-        await self.scheduler.start()
+        await self.scheduler.start(last_run=latest[0].started_at if latest else None)
 
-    async def _stop_scheduler(self) -> None:
-        # The current instance: _start_scheduler replaced the one built by the constructor.
-        await self.scheduler.stop()
+    @asynccontextmanager
+    async def components(self) -> AsyncIterator[Application]:
+        """Start only what the CLI's commands need: the store, the HTTP client, the followed series, the queue's state.
+
+        A daemon may run on the same data meanwhile. As the daemon's start does, this applies the config's `series:`
+        list and creates the data dir and the library folder when they do not exist yet.
+        """
+        try:
+            await self._prepare_directories()
+            await self._start_step("store", self.db.open, self.db.close)
+            await self._start_step("http", self.http.start, self.http.close)
+            await self._start_step("series", self._sync_series, self.rescanner.stop)
+            await self._start_step("queue state", self.downloader.restore, self.downloader.stop)
+            yield self
+            await self.bus.drain()
+        finally:
+            await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
 
     async def _scheduled_rescan(self, trigger: str) -> ScanResult:
         return await self.rescanner.rescan(trigger)
 
-    def _prepare_directories(self) -> None:
-        for path in (self.config.data_dir, self.config.library.path):
-            if not path.is_dir():
-                LOGGER.info("Creating %s", path)
-                path.mkdir(parents=True, exist_ok=True)
+    async def _prepare_directories(self) -> None:
+        for what, path in (("data dir", self.config.data_dir), ("library", self.config.library.path)):
+            if await asyncio.to_thread(path.is_dir):
+                continue
+            LOGGER.info("Creating %s", path)
+            try:
+                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            except OSError as err:
+                raise StorageError(f"cannot create the {what} {path}: {err.strerror or err}") from err
 
     async def _start_step(
         self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
@@ -154,21 +175,6 @@ class Application:
 
     # -- health, reload -------------------------------------------------------------------------------------------
 
-    async def health(self) -> HealthReport:
-        """Run the cheap health checks behind /health."""
-        if not await self.db.ping():
-            return HealthReport(HealthStatus.UNHEALTHY, ("database unavailable",))
-        problems = []
-        library = self.config.library.path
-        if not os.access(library, os.W_OK | os.X_OK):
-            problems.append(f"library {library} is missing or not writable")
-        problems += [
-            f"{cooldown.host} refused us; no requests to it until {cooldown.until.isoformat(timespec='seconds')}"
-            for cooldown in self.http.cooldowns()
-        ]
-        problems += self.downloader.problems()
-        return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, tuple(problems))
-
     async def reload(self) -> bool:
         """Re-read and re-validate the config file; an invalid file is refused and the running config kept."""
         LOGGER.info("Reloading %s", self.config.source)
@@ -185,9 +191,10 @@ class Application:
                 LOGGER.warning("Changes to '%s' take effect after a restart", name)
         self.config = new
         self.http.reconfigure(new.provider)
-        self.provider.base_url = new.provider.base_url.rstrip("/")
+        self.provider.reconfigure(new.provider.base_url)
         self.downloader.reconfigure(new)
-        self.series.template = NamingTemplate(new.library.naming)
+        self.series.reconfigure(NamingTemplate(new.library.naming))
+        self.health.reconfigure(new.library.path)
         self.rescanner.reconfigure(new)
         self.scheduler.reconfigure(new.schedule)
         await self.series.sync_config(new.series)
@@ -246,54 +253,8 @@ def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]
     LOGGER.error("Unhandled error in the event loop: %s", context.get("message", "unknown"), exc_info=error)
 
 
-# -- logging ----------------------------------------------------------------------------------------------------
-
-_SYSLOG_PRIORITY = {
-    logging.DEBUG: 7,
-    logging.INFO: 6,
-    logging.WARNING: 4,
-    logging.ERROR: 3,
-    logging.CRITICAL: 2,
-}
-
-
-class JournalFormatter(logging.Formatter):
-    """`<priority>logger: message` lines so journald keeps the level; journald adds the time itself."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Prefix the syslog priority of the record's level."""
-        priority = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
-        return f"<{priority}>{super().format(record)}"
-
-
-def logging_to_journal() -> bool:
-    """True when stderr is systemd's journal stream (JOURNAL_STREAM names our stderr's device and inode)."""
-    expected = os.environ.get("JOURNAL_STREAM", "")
-    try:
-        stat = os.fstat(sys.stderr.fileno())
-    except (OSError, ValueError):
-        return False
-    return bool(expected) and expected == f"{stat.st_dev}:{stat.st_ino}"
-
-
-def configure_logging(level: str, *, verbose: bool = False) -> None:
-    """Readable lines on stderr, or journald-style priority lines when run by systemd."""
-    handler = logging.StreamHandler(sys.stderr)
-    if logging_to_journal():
-        handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    apply_log_level(level, verbose=verbose)
-
-
-def apply_log_level(level: str, *, verbose: bool = False) -> None:
-    """Set the root level (debug when -v was given) and quiet chatty libraries below debug."""
-    effective = logging.DEBUG if verbose else logging.getLevelName(level.upper())
-    logging.getLogger().setLevel(effective)
-    quiet = logging.DEBUG if effective <= logging.DEBUG else logging.WARNING
-    for name in ("aiohttp.access", "aiosqlite", "apscheduler"):
-        logging.getLogger(name).setLevel(quiet)
+@asynccontextmanager
+async def open_site(config: ProviderConfig) -> AsyncIterator[tuple[HttpClient, AniworldProvider]]:
+    """A started HTTP client and the provider on it, closed on exit: the CLI's site commands need no config file."""
+    async with HttpClient(config) as http:
+        yield http, AniworldProvider(http, config.base_url)

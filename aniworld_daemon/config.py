@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import time as dt_time
 from datetime import timedelta
@@ -19,6 +18,7 @@ from aniworld_daemon.models import Language
 from aniworld_daemon.validators import (
     HOSTERS,
     WEEKDAYS,
+    KeyPath,
     QuotedInvalid,
     base_url,
     boolean,
@@ -27,6 +27,7 @@ from aniworld_daemon.validators import (
     duration,
     hosters,
     int_range,
+    iter_errors,
     languages,
     log_level,
     mqtt_topic,
@@ -36,6 +37,7 @@ from aniworld_daemon.validators import (
     optional_string,
     port,
     positive_number,
+    render_path,
     seasons,
     section,
     series_key,
@@ -45,8 +47,6 @@ from aniworld_daemon.validators import (
     weekdays,
     window,
 )
-
-KeyPath = tuple[str | int, ...]
 
 SECRETS_FILE = "secrets.yaml"
 _SECRET_KEYS = frozenset({"key", "password", "username"})
@@ -446,7 +446,7 @@ def _construct(
     # A mapping value keeps its key's line (set by the caller); list items and the root take their node's line.
     line = document.lines.setdefault(path, node.start_mark.line + 1)
     if id(node) in document.building:
-        document.errors.append(f"{document.file}:{line}: {_render_path(path)}: an alias refers to itself")
+        document.errors.append(f"{document.file}:{line}: {render_path(path)}: an alias refers to itself")
         document.unresolved.add(path)
         return _Unresolved()
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
@@ -469,12 +469,12 @@ def _construct_collection(
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int) or isinstance(key, bool):
                 line = key_node.start_mark.line + 1
-                document.errors.append(f"{document.file}:{line}: {_render_path(path)}: keys must be plain text")
+                document.errors.append(f"{document.file}:{line}: {render_path(path)}: keys must be plain text")
                 continue
             if key in first_line:
                 line = key_node.start_mark.line + 1
                 document.errors.append(
-                    f"{document.file}:{line}: {_render_path((*path, key))}: "
+                    f"{document.file}:{line}: {render_path((*path, key))}: "
                     f"duplicate key (first given on line {first_line[key]})"
                 )
                 continue
@@ -492,12 +492,12 @@ def _construct_scalar(
         try:
             return _resolve_tag(node.tag, str(loader.construct_scalar(node)).strip(), secrets)
         except _TagError as err:
-            document.errors.append(f"{document.file}:{node.start_mark.line + 1}: {_render_path(path)}: {err}")
+            document.errors.append(f"{document.file}:{node.start_mark.line + 1}: {render_path(path)}: {err}")
             document.unresolved.add(path)
             return _Unresolved()
     if node.tag.startswith("!") and not node.tag.startswith("!!"):
         document.errors.append(
-            f"{document.file}:{node.start_mark.line + 1}: {_render_path(path)}: "
+            f"{document.file}:{node.start_mark.line + 1}: {render_path(path)}: "
             f"unknown tag {node.tag} (supported: !secret, !env)"
         )
         document.unresolved.add(path)
@@ -517,17 +517,6 @@ def _resolve_tag(tag: str, name: str, secrets: _SecretSource | None) -> Any:
     return secrets.get(name)
 
 
-def _render_path(path: KeyPath) -> str:
-    """`mqtt -> port`, `series[2] -> url`."""
-    parts: list[str] = []
-    for part in path:
-        if isinstance(part, int) and parts:
-            parts[-1] += f"[{part}]"
-        else:
-            parts.append(str(part))
-    return " -> ".join(parts) if parts else "(top level)"
-
-
 def _render_error(document: _Document, error: vol.Invalid) -> str:
     path: KeyPath = tuple(part if isinstance(part, int) else str(part) for part in error.path)
     message = error.error_message or "invalid value"
@@ -538,19 +527,11 @@ def _render_error(document: _Document, error: vol.Invalid) -> str:
     if found and not quoted and isinstance(value, str | int | float | bool) and not _is_secret_path(path):
         got = f" (got {value!r})"
     prefix = f"{document.file}:{document.line_of(path)}"
-    return f"{prefix}: {_render_path(path)}: {message}{got}" if path else f"{prefix}: {message}{got}"
+    return f"{prefix}: {render_path(path)}: {message}{got}" if path else f"{prefix}: {message}{got}"
 
 
 def _is_secret_path(path: KeyPath) -> bool:
     return bool(path) and path[0] in ("api", "mqtt") and path[-1] in _SECRET_KEYS
-
-
-def _iter_errors(error: vol.Invalid) -> Iterator[vol.Invalid]:
-    if isinstance(error, vol.MultipleInvalid):
-        for item in error.errors:
-            yield from _iter_errors(item)
-    else:
-        yield error
 
 
 def load_config(file: Path | str) -> Config:
@@ -566,7 +547,7 @@ def load_config(file: Path | str) -> Config:
         try:
             validated = CONFIG_SCHEMA(document.data)
         except vol.Invalid as err:
-            for item in _iter_errors(err):
+            for item in iter_errors(err):
                 # A value whose !secret/!env failed was reported already; its schema error would only be noise.
                 if not any(tuple(item.path[: len(bad)]) == bad for bad in document.unresolved):
                     errors.append(_render_error(document, item))

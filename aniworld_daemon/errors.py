@@ -68,7 +68,7 @@ class DownloadError(AniworldError):
     code = "download_error"
 
 
-class DownloadCancelled(DownloadError):
+class TransferCancelled(DownloadError):
     """A download was cancelled (by the user, a queue stop or shutdown); the caller keeps or removes its files."""
 
     code = "download_cancelled"

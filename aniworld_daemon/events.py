@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import Enum, StrEnum
-from typing import Any, ClassVar
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, TypeVar, overload
+
+from aniworld_daemon.models import HealthStatus, Language, PauseReason, ScanStatus, SeriesSource
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class DownloadStarted(EventData):
     series_key: str
     season: int
     episode: int
-    language: str | None
+    language: Language | None
     hoster: str | None
 
 
@@ -151,7 +152,7 @@ class QueuePaused(EventData):
     """The queue paused (by a user, or by itself with a reason such as low disk space)."""
 
     TYPE: ClassVar[EventType] = EventType.QUEUE_PAUSED
-    reason: str = "user"
+    reason: PauseReason = PauseReason.USER
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +190,7 @@ class ScanComplete(EventData):
 
     TYPE: ClassVar[EventType] = EventType.SCAN_COMPLETE
     scan_id: str
-    status: str
+    status: ScanStatus
     series_checked: int
     requests: int
     new_episodes: int
@@ -213,7 +214,7 @@ class SeriesAdded(EventData):
     TYPE: ClassVar[EventType] = EventType.SERIES_ADDED
     key: str
     title: str
-    source: str
+    source: SeriesSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +248,7 @@ class HealthChanged(EventData):
     """The overall health or one of its checks changed."""
 
     TYPE: ClassVar[EventType] = EventType.HEALTH_CHANGED
-    status: str
+    status: HealthStatus
     problems: tuple[str, ...] = ()
 
 
@@ -258,50 +259,36 @@ class ServerShutdown(EventData):
     TYPE: ClassVar[EventType] = EventType.SERVER_SHUTDOWN
 
 
+D_co = TypeVar("D_co", bound=EventData, covariant=True)
+E = TypeVar("E", bound=EventData)
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
-    """An event as delivered: its payload plus the bus' sequence number and time."""
+class Event(Generic[D_co]):
+    """An event as delivered: its payload plus the bus' sequence number and time (`wire.event_json` serialises it)."""
 
     seq: int
     timestamp: datetime
-    data: EventData
+    data: D_co
 
     @property
     def type(self) -> EventType:
         """The event type, taken from the payload."""
         return self.data.TYPE
 
-    def as_dict(self) -> dict[str, Any]:
-        """The wire form `{type, seq, timestamp, data}` with JSON-safe values."""
-        return {
-            "type": self.type.value,
-            "seq": self.seq,
-            "timestamp": self.timestamp.isoformat(),
-            "data": _jsonable(dataclasses.asdict(self.data)),
-        }
 
-
-def _jsonable(value: Any) -> Any:
-    """Turn dataclass-dict values into JSON-safe ones (enums, datetimes, tuples)."""
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-Subscriber = Callable[[Event], None] | Callable[[Event], Awaitable[None]]
+Subscriber = Callable[[Event[D_co]], None] | Callable[[Event[D_co]], Awaitable[None]]
 
 
 @dataclass(eq=False, slots=True)
 class _Subscription:
-    callback: Subscriber
-    types: frozenset[EventType] | None
+    # Any: the subscriber takes Event[one of kinds], and only events of those classes are delivered to it.
+    callback: Callable[[Any], object]
+    kinds: tuple[type[EventData], ...]  # empty: every event
     is_async: bool
+
+    def wants(self, event: Event[EventData]) -> bool:
+        return not self.kinds or isinstance(event.data, self.kinds)
 
 
 class EventBus:
@@ -317,11 +304,18 @@ class EventBus:
         """The sequence number of the newest event (0 before the first)."""
         return self._last_seq
 
-    def subscribe(self, callback: Subscriber, types: Iterable[EventType] | None = None) -> Callable[[], None]:
-        """Call `callback` for every event (or only `types`); returns a function that unsubscribes."""
-        subscription = _Subscription(
-            callback, frozenset(types) if types is not None else None, inspect.iscoroutinefunction(callback)
-        )
+    @overload
+    def subscribe(self, callback: Subscriber[EventData], /) -> Callable[[], None]: ...
+
+    @overload
+    def subscribe(self, callback: Subscriber[E], kind: type[E], /, *kinds: type[E]) -> Callable[[], None]: ...
+
+    def subscribe(self, callback: Callable[[Any], object], /, *kinds: type[EventData]) -> Callable[[], None]:
+        """Call `callback` for every event, or only for events of the payload classes given (it gets those).
+
+        Returns a function that unsubscribes.
+        """
+        subscription = _Subscription(callback, kinds, inspect.iscoroutinefunction(callback))
         self._subscriptions.append(subscription)
 
         def unsubscribe() -> None:
@@ -330,18 +324,18 @@ class EventBus:
 
         return unsubscribe
 
-    def emit(self, data: EventData) -> Event:
+    def emit(self, data: E) -> Event[E]:
         """Stamp `data` with the next seq and schedule delivery; must be called from the event loop."""
         loop = asyncio.get_running_loop()
         self._last_seq += 1
         event = Event(seq=self._last_seq, timestamp=datetime.now(UTC), data=data)
         for subscription in self._subscriptions:
-            if subscription.types is None or event.type in subscription.types:
+            if subscription.wants(event):
                 # Deferred, so an emitting component never runs subscriber code inside its own critical section.
                 loop.call_soon(self._deliver, subscription, event)
         return event
 
-    def _deliver(self, subscription: _Subscription, event: Event) -> None:
+    def _deliver(self, subscription: _Subscription, event: Event[EventData]) -> None:
         if subscription not in self._subscriptions:
             return  # unsubscribed between emit and delivery
         try:
@@ -354,7 +348,7 @@ class EventBus:
             self._tasks.add(task)
             task.add_done_callback(lambda done: self._async_done(done, subscription, event))
 
-    def _async_done(self, task: asyncio.Task[None], subscription: _Subscription, event: Event) -> None:
+    def _async_done(self, task: asyncio.Task[None], subscription: _Subscription, event: Event[EventData]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             LOGGER.error(

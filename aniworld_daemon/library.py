@@ -1,21 +1,20 @@
-"""The media library on disk: series folders scanned for episodes, safe paths, NFO and posters written atomically.
+"""The media library on disk: series folders scanned for episodes, safe paths, NFO and posters (written atomically).
 
 Everything here is synchronous and does plain file I/O; the rescan runs it in a thread (asyncio.to_thread).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import secrets
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aniworld_daemon.downloads.tempfiles import write_file_atomic
 from aniworld_daemon.errors import StorageError, ValidationError
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming
 
@@ -24,7 +23,6 @@ LOGGER = logging.getLogger(__name__)
 # Dotted, lower-case suffixes: compare with `os.path.splitext(name)[1].lower()`.
 VIDEO_EXTENSIONS = frozenset({".mkv", ".mp4", ".m4v", ".avi", ".webm", ".ts", ".mov", ".wmv", ".flv"})
 MIN_EPISODE_BYTES = 1_000_000
-TEMP_DIR_NAME = ".aniworld-tmp"
 # yt-dlp's unfinished files: "x.mp4.part", "x.mp4.ytdl", "x.temp.mp4", "x.f137.mp4.part-Frag3".
 PARTIAL_RE = re.compile(r"\.(?:part|ytdl)$|\.temp(?:\.|$)|\.part-frag", re.IGNORECASE)
 NFO_NAME = "tvshow.nfo"
@@ -262,32 +260,3 @@ def _write_once(path: Path, data: bytes) -> bool:
         raise StorageError(f"cannot create {path.parent}: {err.strerror or err}") from err
     write_file_atomic(path, data)
     return True
-
-
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + fsync + os.replace; the temp file is removed on failure.
-
-    Raises StorageError. The temp file is hidden (scans skip it) and created with mode 0666 minus the umask, like
-    any new file, so media servers running as another user can read it.
-    """
-    temporary = path.with_name(f".{secrets.token_hex(6)}.tmp")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as err:
-        with contextlib.suppress(OSError):  # the original error is the one to report
-            temporary.unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise StorageError(f"cannot write {path}: {err.strerror or err}") from err
-        raise
-    # Make the rename itself durable; some file systems (SMB, FUSE) refuse, which only costs durability.
-    with contextlib.suppress(OSError):
-        descriptor = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)

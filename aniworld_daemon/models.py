@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 SITE_ANIWORLD = "aniworld.to"
+MB = 1_000_000  # sizes are MB of 10^6 bytes and speeds MB/s everywhere (API, MQTT, CLI)
 
 
 class Language(StrEnum):
@@ -82,6 +83,21 @@ class ScanStatus(StrEnum):
     FAILED = "failed"
 
 
+class PauseReason(StrEnum):
+    """Why the queue starts no new downloads: a user's pause, or too little free space in the library."""
+
+    USER = "user"
+    LOW_DISK_SPACE = "low_disk_space"
+
+
+class HealthStatus(StrEnum):
+    """The daemon's overall health, as /health serves it."""
+
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
 class HistoryKind(StrEnum):
     """Kinds of append-only history rows."""
 
@@ -143,6 +159,11 @@ class Episode:
     file_size: int | None = None
     updated_at: datetime | None = None
 
+    @property
+    def display_title(self) -> str:
+        """The title shown for an episode: German, else English."""
+        return self.title_de or self.title_en
+
 
 @dataclass(frozen=True, slots=True)
 class SeasonFetch:
@@ -177,6 +198,11 @@ class Download:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     file_path: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`series S01E02`, for logs and messages."""
+        return f"{self.series_key} S{self.season:02d}E{self.number:02d}"
 
 
 @dataclass(frozen=True, slots=True)

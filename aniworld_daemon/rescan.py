@@ -172,14 +172,22 @@ class Rescanner:
         return self._task is not None and not self._task.done()
 
     async def rescan(
-        self, trigger: str = "manual", keys: Sequence[str] | None = None, *, dry_run: bool = False
+        self,
+        trigger: str = "manual",
+        keys: Sequence[str] | None = None,
+        *,
+        dry_run: bool = False,
+        queue_missing: bool = True,
     ) -> ScanResult:
         """Rescan the given series (default: every monitored one) or join the rescan that is already running.
 
         `dry_run` reads the site and the disk and reports, but writes nothing into the library and queues nothing.
+        `queue_missing`: hand the missing episodes to the download queue (with `downloads.auto_download`).
         """
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._scan(trigger, keys, dry_run), name="rescan")
+            enqueue = queue_missing and not dry_run
+            scan = self._scan(trigger, keys, dry_run=dry_run, enqueue=enqueue)
+            self._task = asyncio.get_running_loop().create_task(scan, name="rescan")
         else:
             LOGGER.info("A rescan is already running; the %s request joins it", trigger)
         # Shielded: a caller that gives up (a cancelled API request) does not cancel the scan the others wait for.
@@ -194,7 +202,7 @@ class Rescanner:
 
     # -- one rescan -------------------------------------------------------------------------------------------------
 
-    async def _scan(self, trigger: str, keys: Sequence[str] | None, dry_run: bool) -> ScanResult:
+    async def _scan(self, trigger: str, keys: Sequence[str] | None, *, dry_run: bool, enqueue: bool) -> ScanResult:
         all_series = await self._db.list_series()
         by_key = {series.key: series for series in all_series}
         if keys:
@@ -210,7 +218,9 @@ class Rescanner:
         LOGGER.info("Rescan %s (%s) of %d series started", report.id[:8], trigger, len(selected))
         with count_requests() as requests:
             try:
-                result = await self._run(report, selected, all_series, dry_run, requests_seen=lambda: requests.count)
+                result = await self._run(
+                    report, selected, all_series, dry_run, enqueue=enqueue, requests_seen=lambda: requests.count
+                )
             except BaseException as err:
                 await self._fail(report, err, requests.count)
                 raise
@@ -241,6 +251,7 @@ class Rescanner:
         all_series: list[Series],
         dry_run: bool,
         *,
+        enqueue: bool,
         requests_seen: _Count,
     ) -> ScanResult:
         root = self._config.library.path
@@ -291,7 +302,7 @@ class Rescanner:
         outcomes = tuple(sorted(run.outcomes, key=lambda outcome: outcome.key))
         queued = 0
         missing = [episode for outcome in outcomes for episode in outcome.missing]
-        if missing and not dry_run and self._config.downloads.auto_download and self._queue is not None:
+        if missing and enqueue and self._config.downloads.auto_download and self._queue is not None:
             queued = await self._queue.enqueue_missing(missing)
         errors = {outcome.key: outcome.error for outcome in outcomes if outcome.error is not None}
         finished = replace(
@@ -317,7 +328,7 @@ class Rescanner:
         self._bus.emit(
             ScanComplete(
                 scan_id=finished.id,
-                status=finished.status.value,
+                status=finished.status,
                 series_checked=finished.series_checked,
                 requests=finished.requests,
                 new_episodes=finished.new_episodes,

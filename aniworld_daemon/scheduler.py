@@ -116,6 +116,12 @@ def _format_duration(duration: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+def _aware_utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError("last_run must be an aware datetime")
+    return value.astimezone(UTC) if value is not None else None
+
+
 class Scheduler:
     """Runs rescans on the configured schedule (AsyncIOScheduler, memory job store rebuilt from config)."""
 
@@ -127,11 +133,9 @@ class Scheduler:
         last_run: datetime | None = None,
         tz: tzinfo | None = None,
     ) -> None:
-        if last_run is not None and last_run.utcoffset() is None:
-            raise ValueError("last_run must be an aware datetime")
         self._config = config
         self._job = job
-        self._last_run = last_run.astimezone(UTC) if last_run is not None else None
+        self._last_run = _aware_utc(last_run)
         # tzlocal (APScheduler's own default) gives the named zone, so '03:00' stays 03:00 across DST changes; the
         # fixed offset of datetime.now().astimezone() would not.
         self._tz: tzinfo = tz if tz is not None else get_localzone()
@@ -141,10 +145,15 @@ class Scheduler:
         self._active = 0  # runs in progress, scheduled or run_now()
         self._tasks: set[asyncio.Task[object]] = set()  # executor tasks inside _scheduled_run, cancelled by stop()
 
-    async def start(self) -> None:
-        """Start on the running loop and add the rescan job; with run_on_start, one run starts now (not awaited)."""
+    async def start(self, *, last_run: datetime | None = None) -> None:
+        """Start on the running loop and add the rescan job; with run_on_start, one run starts now (not awaited).
+
+        `last_run`: when the last rescan ran (the newest stored scan report), so it survives restarts.
+        """
         if self._started:
             raise RuntimeError("the scheduler was started already")
+        if last_run is not None:
+            self._last_run = _aware_utc(last_run)
         self._started = True
         self._scheduler.start()  # binds to the running loop
         self._add_rescan_job()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -10,7 +11,7 @@ from typing import Literal
 from aniworld_daemon.config import SeriesConfig
 from aniworld_daemon.errors import ConflictError, NotFoundError, ValidationError
 from aniworld_daemon.events import EventBus, SeriesAdded, SeriesRemoved, SeriesUpdated
-from aniworld_daemon.models import HistoryKind, Language, Series, SeriesSource
+from aniworld_daemon.models import Episode, HistoryKind, Language, Series, SeriesSource
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming, sanitize_component
 from aniworld_daemon.provider.aniworld import AniworldProvider, SeriesInfo, normalize_key
 from aniworld_daemon.store.database import Database
@@ -73,18 +74,35 @@ class SeriesManager:
         self._db = db
         self._provider = provider
         self._bus = bus
-        self.template = template  # replaced on reload
+        self._template = template
+
+    @property
+    def template(self) -> NamingTemplate:
+        """The naming template that series folders are chosen with."""
+        return self._template
+
+    def reconfigure(self, template: NamingTemplate) -> None:
+        """Name the folders of series followed from now on with a reloaded configuration's template."""
+        self._template = template
 
     async def list(self) -> list[Series]:
         """Every followed series, ordered by key."""
         return await self._db.list_series()
 
+    async def find(self, key: str) -> Series | None:
+        """One followed series, or None."""
+        return await self._db.get_series(key)
+
     async def get(self, key: str) -> Series:
         """One followed series; raises NotFoundError."""
-        series = await self._db.get_series(key)
+        series = await self.find(key)
         if series is None:
             raise NotFoundError(f"series {key} is not followed", details={"key": key})
         return series
+
+    async def episodes(self, key: str) -> builtins.list[Episode]:
+        """The stored episodes of a series, in season and episode order."""
+        return await self._db.list_episodes(key)
 
     async def follow(
         self,
@@ -107,7 +125,7 @@ class SeriesManager:
         await self._db.add_history(
             HistoryKind.SERIES_ADDED, f"Following {series.title}", series_key=key, data={"source": "api"}
         )
-        self._bus.emit(SeriesAdded(key=key, title=series.title, source=series.source.value))
+        self._bus.emit(SeriesAdded(key=key, title=series.title, source=series.source))
         LOGGER.info("Following %s (%s) in %s", series.title, key, series.folder)
         return series
 
@@ -164,7 +182,7 @@ class SeriesManager:
             return series
         if taken is None:
             taken = {other.folder for other in await self._db.list_series() if other.key != series.key}
-        folder = self.template.series_folder(naming_of(series))
+        folder = self._template.series_folder(naming_of(series))
         if folder in taken:
             # Two series with the same title and year (remakes): the key keeps their folders apart.
             folder = sanitize_component(f"{folder} [{series.key}]")
@@ -193,7 +211,7 @@ class SeriesManager:
                 await self._db.add_history(
                     HistoryKind.SERIES_ADDED, f"Following {entry.key}", series_key=entry.key, data={"source": "config"}
                 )
-                self._bus.emit(SeriesAdded(key=entry.key, title=new.title, source=SeriesSource.CONFIG.value))
+                self._bus.emit(SeriesAdded(key=entry.key, title=new.title, source=SeriesSource.CONFIG))
             else:
                 await self._save_changes(old, new, ("languages", "seasons", "monitored", "source"))
         for key, series in stored.items():

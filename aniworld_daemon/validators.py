@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import time as dt_time
 from datetime import timedelta
 from typing import Any
@@ -14,9 +14,12 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 from apscheduler.triggers.cron import CronTrigger
 
+from aniworld_daemon.errors import ValidationError
 from aniworld_daemon.models import Language
+from aniworld_daemon.provider.hosters import RESOLVERS
+from aniworld_daemon.provider.urls import KEY_RE, SERIES_PATH_RE
 
-HOSTERS = ("voe", "vidoza", "vidmoly", "doodstream", "filemoon", "speedfiles", "luluvdo", "streamtape")
+HOSTERS = tuple(resolver.name for resolver in RESOLVERS)  # the config's default order is the registry's
 LANGUAGES = tuple(language.value for language in Language)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -27,8 +30,6 @@ NAMING_FIELDS = ("title", "year", "season", "episode", "episode_title", "key", "
 # The template's first folder is the series folder: one per series, so it may only use fields of the series.
 SERIES_NAMING_FIELDS = ("title", "year", "key", "imdb_id")
 
-SERIES_KEY_RE = re.compile(r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*$")
-SERIES_PATH_RE = re.compile(r"^/anime/stream/([A-Za-z0-9]+(?:-[A-Za-z0-9]+)*)(?:/[^?#]*)?/?$")
 # [0-9], not \d: str.isdigit() and \d accept digits like '²' that int() refuses.
 INTEGER_RE = re.compile(r"^ *-?[0-9]+ *$")
 DURATION_RE = re.compile(r"([0-9]+)\s*(w|d|h|m|s)")
@@ -38,6 +39,9 @@ TOPIC_RE = re.compile(r"^[^/#+\s][^#+\s]*(?<!/)$")
 
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+KeyPath = tuple[str | int, ...]
 
 
 class QuotedInvalid(vol.Invalid):
@@ -290,7 +294,7 @@ def base_url(value: Any) -> str:
 
 def series_key(value: Any) -> str:
     """A series key: the slug in the series URL, like one-piece."""
-    if isinstance(value, str) and SERIES_KEY_RE.match(value.strip()):
+    if isinstance(value, str) and KEY_RE.match(value.strip()):
         return value.strip()
     raise vol.Invalid("expected a series key (letters, digits and dashes), like one-piece")
 
@@ -301,7 +305,7 @@ def series_url(value: Any) -> str:
     match = SERIES_PATH_RE.match(parts.path) if parts is not None else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or match is None:
         raise vol.Invalid("expected a series URL like https://aniworld.to/anime/stream/one-piece")
-    return match.group(1)
+    return match["key"]
 
 
 def mqtt_topic(value: Any) -> str:
@@ -385,3 +389,41 @@ def _reword(error: vol.Invalid, known: list[str]) -> vol.Invalid:
     if error.error_message == "required key not provided":
         return vol.Invalid("required key is missing", path=error.path)
     return error
+
+
+def render_path(path: KeyPath) -> str:
+    """`mqtt -> port`, `series[2] -> url`."""
+    parts: list[str] = []
+    for part in path:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return " -> ".join(parts) if parts else "(top level)"
+
+
+def iter_errors(error: vol.Invalid) -> Iterator[vol.Invalid]:
+    """The single errors inside a (possibly nested) MultipleInvalid."""
+    if isinstance(error, vol.MultipleInvalid):
+        for item in error.errors:
+            yield from iter_errors(item)
+    else:
+        yield error
+
+
+def validate_payload(schema: Callable[[Any], Any], payload: Any) -> Any:
+    """Check an API body, MQTT payload or command's arguments; ValidationError naming the field and what to send.
+
+    `details`: `field` (the first problem's path, like `episodes[0] -> season`) and `errors` (every problem).
+    """
+    try:
+        return schema(payload)
+    except vol.Invalid as err:
+        problems = []
+        for error in iter_errors(err):
+            path: KeyPath = tuple(part if isinstance(part, int) else str(part) for part in error.path)
+            problems.append({"field": render_path(path), "message": error.error_message or "invalid value"})
+        first = problems[0]
+        raise ValidationError(
+            f"{first['field']}: {first['message']}", details={"field": first["field"], "errors": problems}
+        ) from None

@@ -1,38 +1,31 @@
-"""Shared fixtures: config files, free ports, the real Application over real HTTP, and daemon subprocesses."""
+"""Shared fixtures: config files, free ports, the real Application over real HTTP, and daemon subprocesses.
+
+Plain helpers (free_port, minimal_config, Daemon, ...) live in tests/helpers.py; test modules import them from there.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, settings
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
 from tests.fakesite.core import Media, ensure_media
 from tests.fakesite.server import FakeSite
+from tests.helpers import Daemon, Recorder, StartApp, free_port, minimal_config
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def minimal_config(port: int, extra: str = "") -> str:
-    """A small valid config on 127.0.0.1:port with library and data in the config's folder."""
-    return f"library:\n  path: ./library\ndata_dir: ./data\napi:\n  host: 127.0.0.1\n  port: {port}\n{extra}"
+# One Hypothesis profile for the whole suite, loaded here because conftest.py is imported before any test module (a
+# test's own @settings(...) starts from it and overrides only what it names). Our property tests do real work per
+# example (files, YAML, parsing big pages), so on a loaded 2-core machine or a cold run (first imports, empty caches)
+# an example can take longer than Hypothesis' 200 ms deadline, or the first examples can trip its too_slow health
+# check, and the test fails for the machine, not for the code. Neither says anything about correctness: the tests
+# bound their input sizes themselves, and pytest-timeout still ends a test that really hangs.
+settings.register_profile("aniworld", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("aniworld")
 
 
 @pytest.fixture
@@ -60,6 +53,28 @@ def config(write_config: Callable[..., Path], port: int) -> Config:
 
 
 @pytest.fixture
+async def start_app(write_config: Callable[..., Path], port: int) -> AsyncIterator[StartApp]:
+    """Start real Applications on `minimal_config(port, extra)`; every one is stopped at the end of the test.
+
+    `events`, when given, is subscribed before the start, so it also records what starting emits. A fixture that
+    wraps this one for the fake site must request `fakesite` before `start_app`: then the apps stop before the site.
+    """
+    started: list[Application] = []
+
+    async def start(extra: str = "", events: Recorder | None = None) -> Application:
+        application = Application(load_config(write_config(minimal_config(port, extra))))
+        if events is not None:
+            application.bus.subscribe(events)
+        await application.start()
+        started.append(application)
+        return application
+
+    yield start
+    for application in started:
+        await application.stop()
+
+
+@pytest.fixture
 async def app(config: Config) -> AsyncIterator[Application]:
     """The real Application, started, serving HTTP on 127.0.0.1."""
     application = Application(config)
@@ -78,76 +93,6 @@ async def client(app: Application) -> AsyncIterator[aiohttp.ClientSession]:
         base_url=f"http://{host}:{port}", timeout=aiohttp.ClientTimeout(total=10)
     ) as session:
         yield session
-
-
-class Daemon:
-    """`aniworld-daemon run` as a real subprocess, with its stderr captured to a file."""
-
-    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
-        self.config_file = config_file
-        self.log_file = config_file.parent / "daemon.log"
-        self._log = self.log_file.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aniworld_daemon", "run", "-c", str(config_file)],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=self._log,
-            env={**os.environ, **(env or {})},
-            cwd=config_file.parent,
-        )
-
-    @property
-    def log(self) -> str:
-        """Everything the daemon logged so far."""
-        return self.log_file.read_text(encoding="utf-8", errors="replace")
-
-    def signal(self, sig: signal.Signals) -> None:
-        """Send a signal to the daemon."""
-        self.process.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        """Wait for the exit status."""
-        return self.process.wait(timeout=timeout)
-
-    def wait_for_log(self, text: str, timeout: float = 10) -> None:
-        """Wait until `text` appears in the log (bounded), or fail with the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        pytest.fail(f"{text!r} not logged within {timeout}s; log:\n{self.log}")
-
-    async def until(self, check: Callable[[], bool], what: str, seconds: float, poll: float = 0.05) -> None:
-        """Poll `check` without blocking the loop; fail with the log on timeout or when the daemon exits.
-
-        Async, unlike wait_for_log(): an in-process fake site shares the loop and must keep answering.
-        """
-        deadline = time.monotonic() + seconds
-        while not check():
-            if self.process.poll() is not None:
-                pytest.fail(f"the daemon exited ({self.process.returncode}) while waiting for {what}:\n{self.log}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{self.log}")
-            await asyncio.sleep(poll)
-
-    async def exited(self, seconds: float) -> int:
-        """The exit status, awaited without blocking the loop."""
-        deadline = time.monotonic() + seconds
-        while (status := self.process.poll()) is None:
-            if time.monotonic() > deadline:
-                pytest.fail(f"the daemon did not exit within {seconds} s:\n{self.log}")
-            await asyncio.sleep(0.05)
-        return status
-
-    def close(self) -> None:
-        """Kill the daemon if it still runs and close the log."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self._log.close()
 
 
 @pytest.fixture

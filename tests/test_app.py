@@ -32,8 +32,8 @@ from aniworld_daemon.errors import (
     ValidationError,
 )
 from aniworld_daemon.systemd import SystemdNotifier
-from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
+from tests.helpers import minimal_config
 
 
 @contextlib.asynccontextmanager

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import voluptuous as vol
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aniworld_daemon.config import CronSchedule, DailySchedule, IntervalSchedule, load_config, rescan_schedule
@@ -33,7 +33,7 @@ from aniworld_daemon.validators import (
     size,
     window,
 )
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LIB = "library:\n  path: ./lib\n"
 
@@ -633,6 +633,13 @@ CONFIG_TREES = st.fixed_dictionaries(
         for section, keys in SECTION_KEYS.items()
     },
 )
+
+
+def test_the_suite_profile_has_no_deadline_and_no_too_slow_check() -> None:
+    """conftest.py's Hypothesis profile is loaded: these property tests cannot fail on a slow or loaded machine."""
+    current = settings()  # a settings object starts from the loaded profile
+    assert current.deadline is None
+    assert HealthCheck.too_slow in current.suppress_health_check
 
 
 @given(tree=CONFIG_TREES)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aniworld_daemon import __version__
-from tests.conftest import Daemon, minimal_config
+from tests.helpers import Daemon, minimal_config
 
 STOP_LIMIT = 5.0  # seconds from SIGTERM to exit
 

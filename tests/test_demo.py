@@ -14,8 +14,8 @@ import pytest
 from aniworld_daemon.config import load_config
 from aniworld_daemon.library import MIN_EPISODE_BYTES, scan_folder
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming
-from tests.conftest import ROOT
 from tests.fakesite.catalog import load_catalog
+from tests.helpers import ROOT
 
 DEMO = ROOT / "scripts" / "demo"
 UNTIL_DONE = 240  # seconds the demo may take to finish its queue (about 15 s on a 2-core machine)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,39 +14,31 @@ from urllib.parse import urlsplit
 import pytest
 
 from aniworld_daemon.app import Application
-from aniworld_daemon.config import load_config
 from aniworld_daemon.downloads.engine import in_window, seconds_until_window
 from aniworld_daemon.downloads.outcomes import backoff
-from aniworld_daemon.downloads.snapshot import queue_json
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from aniworld_daemon.errors import NotFoundError
-from aniworld_daemon.events import Event, EventType
-from aniworld_daemon.library import TEMP_DIR_NAME
+from aniworld_daemon.events import (
+    DownloadCancelled,
+    DownloadComplete,
+    DownloadFailed,
+    DownloadProgress,
+    DownloadStarted,
+    EventType,
+    QueuePaused,
+    QueueResumed,
+)
 from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
-from tests.conftest import minimal_config
+from aniworld_daemon.wire import queue_json
 from tests.fakesite.server import FakeSite
-from tests.test_provider import cli, ffprobe
+from tests.helpers import Recorder, StartApp, cli, ffprobe, minimal_config
 
 KEY = "blade-of-dawn"  # season 1: de-dub on voe and vidoza, de-sub on voe, filemoon and doodstream
 MP4_HOSTERS = "[doodstream, vidoza, filemoon, voe]"
 HLS_HOSTERS = "[voe, doodstream]"
 
 
-StartApp = Callable[..., Awaitable[tuple[Application, "Recorder"]]]
-
-
-class Recorder:
-    """Every event of the bus, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        """Record one event."""
-        self.events.append(event)
-
-    def of(self, kind: EventType) -> list[Event]:
-        """The events of one type."""
-        return [event for event in self.events if event.type is kind]
+StartEngine = Callable[..., Awaitable[tuple[Application, Recorder]]]
 
 
 def engine_yaml(
@@ -63,22 +55,15 @@ def engine_yaml(
 
 
 @pytest.fixture
-async def start_app(write_config: Callable[..., Path], port: int, fakesite: FakeSite) -> AsyncIterator[StartApp]:
-    """Start the real Application against the fake site; `downloads` adds lines under `downloads:`."""
-    started: list[Application] = []
+def start_engine(fakesite: FakeSite, start_app: StartApp) -> StartEngine:
+    """Start the real Application on `engine_yaml(**options)` with a Recorder of every event (from before the start)."""
 
     async def start(**options: str) -> tuple[Application, Recorder]:
-        config = load_config(write_config(minimal_config(port, engine_yaml(fakesite, **options))))
-        app = Application(config)
-        recorder = Recorder()
-        app.bus.subscribe(recorder)
-        await app.start()
-        started.append(app)
-        return app, recorder
+        events = Recorder()
+        app = await start_app(engine_yaml(fakesite, **options), events)
+        return app, events
 
-    yield start
-    for app in started:
-        await app.stop()
+    return start
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
@@ -108,7 +93,7 @@ async def making_progress(app: Application, events: Recorder) -> None:
     """Wait until a download has reported progress and has a partial file in the temp dir."""
 
     async def progressing() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_PROGRESS)) and bool(temp_files(app))
+        return bool(events.of(DownloadProgress)) and bool(temp_files(app))
 
     await until(progressing, what="the download to make progress")
 
@@ -139,9 +124,9 @@ def media_requests(site: FakeSite, hoster: str) -> int:
 
 @pytest.mark.parametrize(("hosters", "used"), [(MP4_HOSTERS, "doodstream"), (HLS_HOSTERS, "voe")])
 async def test_an_episode_lands_at_its_template_path_and_plays(
-    start_app: StartApp, fakesite: FakeSite, hosters: str, used: str
+    start_engine: StartEngine, fakesite: FakeSite, hosters: str, used: str
 ) -> None:
-    app, events = await start_app(hosters=hosters)
+    app, events = await start_engine(hosters=hosters)
     [item] = await app.downloader.add(KEY, [(1, 2)])
     [done] = await finished(app, item.id)
 
@@ -166,12 +151,12 @@ async def test_an_episode_lands_at_its_template_path_and_plays(
     kinds = [event.type for event in events.events if event.type.value.startswith("download_")]
     assert kinds[0] is EventType.DOWNLOAD_STARTED
     assert kinds[-1] is EventType.DOWNLOAD_COMPLETE
-    complete = events.of(EventType.DOWNLOAD_COMPLETE)[0].data
-    assert complete.file_path == expected  # type: ignore[attr-defined]
+    complete = events.of(DownloadComplete)[0].data
+    assert complete.file_path == expected
 
 
-async def test_a_queued_episode_is_added_once(start_app: StartApp) -> None:
-    app, _ = await start_app(downloads="  auto_start: false\n")
+async def test_a_queued_episode_is_added_once(start_engine: StartEngine) -> None:
+    app, _ = await start_engine(downloads="  auto_start: false\n")
     first = await app.downloader.add(KEY, [(1, 1), (1, 2), (1, 1)])
     again = await app.downloader.add(KEY, [(1, 2), (1, 3)])
     assert [(item.season, item.number) for item in first] == [(1, 1), (1, 2)]
@@ -185,9 +170,9 @@ async def test_a_queued_episode_is_added_once(start_app: StartApp) -> None:
 # --- errors: fallback, retries, failure, cooldown, language --------------------------------------------------------
 
 
-async def test_a_broken_hoster_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_a_broken_hoster_falls_back_to_the_next(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.dead_hosters.add("doodstream")
-    app, _ = await start_app()
+    app, _ = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
     [done] = await finished(app, item.id)
     assert done.status is DownloadStatus.COMPLETED, done.error_message
@@ -196,13 +181,13 @@ async def test_a_broken_hoster_falls_back_to_the_next(start_app: StartApp, fakes
     assert media_requests(fakesite, "doodstream") == 0
 
 
-async def test_server_errors_are_retried_with_backoff(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_server_errors_are_retried_with_backoff(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.fail_media["doodstream"] = 10**6
-    app, events = await start_app(hosters="[doodstream]", downloads="  retries: 5\n")
+    app, events = await start_engine(hosters="[doodstream]", downloads="  retries: 5\n")
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     async def failed_twice() -> bool:
-        return len(events.of(EventType.DOWNLOAD_FAILED)) >= 2
+        return len(events.of(DownloadFailed)) >= 2
 
     await until(failed_twice, what="two failed attempts")
     fakesite.knobs.fail_media["doodstream"] = 0
@@ -210,19 +195,19 @@ async def test_server_errors_are_retried_with_backoff(start_app: StartApp, fakes
 
     assert done.status is DownloadStatus.COMPLETED, done.error_message
     assert done.attempts == 2
-    first, second = events.of(EventType.DOWNLOAD_FAILED)[:2]
-    assert first.data.will_retry  # type: ignore[attr-defined]
-    assert second.data.will_retry  # type: ignore[attr-defined]
-    starts = [event.timestamp for event in events.of(EventType.DOWNLOAD_STARTED)]
+    first, second = events.of(DownloadFailed)[:2]
+    assert first.data.will_retry
+    assert second.data.will_retry
+    starts = [event.timestamp for event in events.of(DownloadStarted)]
     assert len(starts) == 3
     # Backoff doubles: >= 1 s then >= 2 s (minus the 25 % jitter) between a failure and the next attempt.
     assert (starts[1] - first.timestamp).total_seconds() >= 0.75
     assert (starts[2] - second.timestamp).total_seconds() >= 1.5
 
 
-async def test_an_episode_fails_after_its_retries(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_an_episode_fails_after_its_retries(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.fail_media["doodstream"] = 10**6
-    app, events = await start_app(hosters="[doodstream]", downloads="  retries: 2\n")
+    app, events = await start_engine(hosters="[doodstream]", downloads="  retries: 2\n")
     [item] = await app.downloader.add(KEY, [(1, 1)])
     [done] = await finished(app, item.id)
 
@@ -230,7 +215,7 @@ async def test_an_episode_fails_after_its_retries(start_app: StartApp, fakesite:
     assert done.attempts == 2
     assert done.error_code == "download_error"
     assert "503" in (done.error_message or "")
-    assert [event.data.will_retry for event in events.of(EventType.DOWNLOAD_FAILED)] == [True, False]  # type: ignore[attr-defined]
+    assert [event.data.will_retry for event in events.of(DownloadFailed)] == [True, False]
     [entry] = await app.db.list_history(kind=HistoryKind.DOWNLOAD_FAILED)
     assert entry.data["attempts"] == 2
     states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
@@ -247,14 +232,14 @@ async def test_an_episode_fails_after_its_retries(start_app: StartApp, fakesite:
 
 
 async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt(
-    start_app: StartApp, fakesite: FakeSite
+    start_engine: StartEngine, fakesite: FakeSite
 ) -> None:
-    app, events = await start_app(downloads="  retries: 1\n  max_concurrent: 1\n")
+    app, events = await start_engine(downloads="  retries: 1\n  max_concurrent: 1\n")
     fakesite.knobs.block("site", after=0)
     [item, other] = await app.downloader.add(KEY, [(1, 1), (1, 2)])
 
     async def waiting() -> bool:
-        return bool(events.of(EventType.DOWNLOAD_FAILED))
+        return bool(events.of(DownloadFailed))
 
     await until(waiting, what="the refusal")
     refused = await app.db.get_download(item.id)
@@ -268,7 +253,7 @@ async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt
     [done, second] = await finished(app, item.id, other.id)
     assert second.status is DownloadStatus.COMPLETED
     # Nothing else was started during the cooldown only to bounce off it: one refusal, one event.
-    assert len(events.of(EventType.DOWNLOAD_FAILED)) == 1
+    assert len(events.of(DownloadFailed)) == 1
     # retries: 1 would have failed the item at its first counted attempt: the refusal was not one.
     assert done.status is DownloadStatus.COMPLETED
     assert done.attempts == 0
@@ -278,8 +263,10 @@ async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt
     assert later[0].started - refusal.started >= 0.9  # the 1 s cooldown: nothing reached the site before
 
 
-async def test_no_wanted_language_puts_the_episode_back_to_awaiting(start_app: StartApp, fakesite: FakeSite) -> None:
-    app, events = await start_app(languages="[en-dub]")
+async def test_no_wanted_language_puts_the_episode_back_to_awaiting(
+    start_engine: StartEngine, fakesite: FakeSite
+) -> None:
+    app, events = await start_engine(languages="[en-dub]")
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     async def gone() -> bool:
@@ -289,16 +276,16 @@ async def test_no_wanted_language_puts_the_episode_back_to_awaiting(start_app: S
     states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
     assert states[(1, 1)] is EpisodeState.AWAITING_LANGUAGE
     await app.bus.drain()
-    assert not events.of(EventType.DOWNLOAD_FAILED)
+    assert not events.of(DownloadFailed)
     assert library_videos(app) == []
 
 
 # --- control: cancel, pause, stop, priorities, concurrency, free space, window -----------------------------------
 
 
-async def test_cancel_mid_download_leaves_nothing_behind(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_cancel_mid_download_leaves_nothing_behind(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.bandwidth = 200_000
-    app, events = await start_app()
+    app, events = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     await making_progress(app, events)
@@ -309,14 +296,14 @@ async def test_cancel_mid_download_leaves_nothing_behind(start_app: StartApp, fa
     assert temp_files(app) == []
     assert library_videos(app) == []
     await app.bus.drain()
-    assert len(events.of(EventType.DOWNLOAD_CANCELLED)) == 1
+    assert len(events.of(DownloadCancelled)) == 1
     states = {(e.season, e.number): e.state for e in await app.db.list_episodes(KEY)}
     assert states[(1, 1)] is EpisodeState.MISSING
 
 
-async def test_removing_an_active_item_cancels_it(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_removing_an_active_item_cancels_it(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.bandwidth = 200_000
-    app, events = await start_app()
+    app, events = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     await making_progress(app, events)
@@ -327,8 +314,8 @@ async def test_removing_an_active_item_cancels_it(start_app: StartApp, fakesite:
         await app.downloader.remove_one(item.id)
 
 
-async def test_pause_and_resume(start_app: StartApp, fakesite: FakeSite) -> None:
-    app, events = await start_app()
+async def test_pause_and_resume(start_engine: StartEngine, fakesite: FakeSite) -> None:
+    app, events = await start_engine()
     await app.downloader.pause()
     [item] = await app.downloader.add(KEY, [(1, 1)])
     await asyncio.sleep(1.0)
@@ -343,9 +330,11 @@ async def test_pause_and_resume(start_app: StartApp, fakesite: FakeSite) -> None
     assert EventType.QUEUE_RESUMED in kinds
 
 
-async def test_stop_puts_active_downloads_back_and_start_resumes_them(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_stop_puts_active_downloads_back_and_start_resumes_them(
+    start_engine: StartEngine, fakesite: FakeSite
+) -> None:
     fakesite.knobs.bandwidth = 300_000
-    app, events = await start_app()
+    app, events = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     await making_progress(app, events)
@@ -375,8 +364,8 @@ async def test_stop_puts_active_downloads_back_and_start_resumes_them(start_app:
     assert any(value.startswith("bytes=") and not value.startswith("bytes=0-") for value in ranges), ranges
 
 
-async def test_priority_and_reorder_decide_the_order(start_app: StartApp) -> None:
-    app, events = await start_app(downloads="  auto_start: false\n  max_concurrent: 1\n")
+async def test_priority_and_reorder_decide_the_order(start_engine: StartEngine) -> None:
+    app, events = await start_engine(downloads="  auto_start: false\n  max_concurrent: 1\n")
     low = (await app.downloader.add(KEY, [(1, 1)], Priority.LOW))[0]
     normal = await app.downloader.add(KEY, [(1, 2), (1, 3), (1, 4)])
     high = (await app.downloader.add(KEY, [(1, 5)], Priority.HIGH))[0]
@@ -387,13 +376,13 @@ async def test_priority_and_reorder_decide_the_order(start_app: StartApp) -> Non
     ids = [high.id, normal[2].id, normal[0].id, normal[1].id, low.id]
     await finished(app, *ids)
     await app.bus.drain()
-    order = [event.data.item_id for event in events.of(EventType.DOWNLOAD_COMPLETE)]  # type: ignore[attr-defined]
+    order = [event.data.item_id for event in events.of(DownloadComplete)]
     assert order == ids
 
 
-async def test_at_most_max_concurrent_media_streams(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_at_most_max_concurrent_media_streams(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.bandwidth = 1_500_000
-    app, _ = await start_app(downloads="  max_concurrent: 2\n")
+    app, _ = await start_engine(downloads="  max_concurrent: 2\n")
     items = await app.downloader.add(KEY, [(1, number) for number in range(1, 6)])
     done = await finished(app, *(item.id for item in items), within=60)
     assert {item.status for item in done} == {DownloadStatus.COMPLETED}
@@ -403,15 +392,15 @@ async def test_at_most_max_concurrent_media_streams(start_app: StartApp, fakesit
     assert len(series_page) == 1
 
 
-async def test_low_free_space_pauses_the_queue_until_space_is_back(start_app: StartApp) -> None:
-    app, events = await start_app(free="1000T")
+async def test_low_free_space_pauses_the_queue_until_space_is_back(start_engine: StartEngine) -> None:
+    app, events = await start_engine(free="1000T")
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     async def paused() -> bool:
         return bool(app.downloader.problems())
 
     await until(paused, what="the low-space pause")
-    health = await app.health()
+    health = await app.health.report()
     assert health.status.value == "degraded"
     assert any("min_free_space" in problem for problem in health.problems)
     assert (await app.downloader.status()).pause_reason == "low_disk_space"
@@ -426,15 +415,15 @@ async def test_low_free_space_pauses_the_queue_until_space_is_back(start_app: St
     assert done.status is DownloadStatus.COMPLETED
     assert app.downloader.problems() == []
     await app.bus.drain()
-    reasons = [event.data.reason for event in events.of(EventType.QUEUE_PAUSED)]  # type: ignore[attr-defined]
+    reasons = [event.data.reason for event in events.of(QueuePaused)]
     assert reasons == ["low_disk_space"]
-    assert events.of(EventType.QUEUE_RESUMED)
+    assert events.of(QueueResumed)
 
 
-async def test_no_download_starts_outside_the_window(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_no_download_starts_outside_the_window(start_engine: StartEngine, fakesite: FakeSite) -> None:
     now = datetime.now().astimezone()
     closed = f"{(now + timedelta(hours=2)):%H:%M}-{(now + timedelta(hours=3)):%H:%M}"
-    app, _ = await start_app(downloads=f"  window: '{closed}'\n")
+    app, _ = await start_engine(downloads=f"  window: '{closed}'\n")
     [item] = await app.downloader.add(KEY, [(1, 1)])
     await asyncio.sleep(1.0)
     waiting = await app.db.get_download(item.id)
@@ -537,9 +526,9 @@ async def test_cli_download_reports_a_failure_with_exit_status_1(
 # --- start and stop ------------------------------------------------------------------------------------------------
 
 
-async def test_shutdown_stores_active_downloads_as_pending(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_shutdown_stores_active_downloads_as_pending(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.bandwidth = 300_000
-    app, events = await start_app()
+    app, events = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
 
     await making_progress(app, events)
@@ -558,9 +547,9 @@ async def test_shutdown_stores_active_downloads_as_pending(start_app: StartApp, 
 
 
 async def test_start_resets_interrupted_items_and_removes_orphan_temp_files(
-    start_app: StartApp, fakesite: FakeSite
+    start_engine: StartEngine, fakesite: FakeSite
 ) -> None:
-    app, _ = await start_app(downloads="  auto_start: false\n")
+    app, _ = await start_engine(downloads="  auto_start: false\n")
     [item] = await app.downloader.add(KEY, [(1, 1)])
     await app.db.update_download(item.id, status=DownloadStatus.DOWNLOADING)
     folder = app.config.library.path / TEMP_DIR_NAME
@@ -587,9 +576,9 @@ async def test_start_resets_interrupted_items_and_removes_orphan_temp_files(
         await restarted.stop()
 
 
-async def test_unfollowing_a_series_stops_its_downloads(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_unfollowing_a_series_stops_its_downloads(start_engine: StartEngine, fakesite: FakeSite) -> None:
     fakesite.knobs.bandwidth = 200_000
-    app, events = await start_app(downloads="  max_concurrent: 1\n")
+    app, events = await start_engine(downloads="  max_concurrent: 1\n")
     [item, waiting] = await app.downloader.add(KEY, [(1, 1), (1, 2)])
 
     await making_progress(app, events)
@@ -603,13 +592,13 @@ async def test_unfollowing_a_series_stops_its_downloads(start_app: StartApp, fak
     assert await app.db.get_download(waiting.id) is None
     assert library_videos(app) == []
     await app.bus.drain()
-    assert [event.data.item_id for event in events.of(EventType.DOWNLOAD_CANCELLED)] == [item.id]  # type: ignore[attr-defined]
+    assert [event.data.item_id for event in events.of(DownloadCancelled)] == [item.id]
 
 
-async def test_a_hoster_whose_pages_fail_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_a_hoster_whose_pages_fail_falls_back_to_the_next(start_engine: StartEngine, fakesite: FakeSite) -> None:
     """A hoster answering 503 to everything (after the client's own retries) is skipped, not the whole attempt."""
     fakesite.knobs.fail_5xx["doodstream"] = 10**6
-    app, _ = await start_app()
+    app, _ = await start_engine()
     [item] = await app.downloader.add(KEY, [(1, 1)])
     [done] = await finished(app, item.id, within=60)
     assert done.status is DownloadStatus.COMPLETED, done.error_message
@@ -618,9 +607,9 @@ async def test_a_hoster_whose_pages_fail_falls_back_to_the_next(start_app: Start
     assert fakesite.log.count("doodstream") > 0
 
 
-async def test_a_dead_redirect_link_falls_back_to_the_next(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_a_dead_redirect_link_falls_back_to_the_next(start_engine: StartEngine, fakesite: FakeSite) -> None:
     """A `/redirect/<id>` the site answers 404 is one dead link: the episode's next link is tried at once."""
-    app, _ = await start_app()
+    app, _ = await start_engine()
     page = await app.provider.episode(KEY, 1, 1)
     [dead] = [link for link in page.hosters if link.name == "Doodstream"]
     fakesite.knobs.fail_paths[urlsplit(dead.redirect_url).path] = 404

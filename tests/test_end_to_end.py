@@ -15,18 +15,16 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from aniworld_daemon.config import load_config
-from aniworld_daemon.library import TEMP_DIR_NAME
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from aniworld_daemon.models import Language
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming
-from tests.conftest import Daemon, minimal_config
 from tests.fakesite.server import FakeSite
-from tests.test_provider import ffprobe
+from tests.helpers import Daemon, ffprobe, minimal_config, query
 
 PARTIAL_RE = re.compile(r"\.part\b|\.ytdl$|\.temp\b")  # yt-dlp's partial names: x.mp4.part, x.mp4.ytdl, x.temp.mp4
 
@@ -55,15 +53,6 @@ def config_yaml(site: FakeSite, port: int) -> str:
         "downloads:\n  max_concurrent: 2\n  retry_backoff: 1s\n  min_free_space: 0\n"
         f"series:\n{series}",
     )
-
-
-def query(database: Path, sql: str) -> list[tuple[Any, ...]]:
-    """Rows of one query on a read-only connection (safe while the daemon runs: SQLite WAL)."""
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
-    try:
-        return connection.execute(sql).fetchall()
-    finally:
-        connection.close()
 
 
 def statuses(database: Path) -> list[str]:

@@ -22,11 +22,11 @@ from bs4 import BeautifulSoup, Tag
 
 from aniworld_daemon.models import Language
 from aniworld_daemon.validators import HOSTERS
-from tests.conftest import ROOT, free_port
 from tests.fakesite.catalog import load_catalog
 from tests.fakesite.core import CAPTCHA_PAGE, Media
 from tests.fakesite.pages import PLACEHOLDER, feed_date
 from tests.fakesite.server import FakeSite
+from tests.helpers import ROOT, free_port
 
 EPISODE_ROW = 'tr[itemtype="http://schema.org/Episode"]'
 

@@ -15,8 +15,8 @@ import pytest
 from aniworld_daemon.config import ProviderConfig, default_provider_config
 from aniworld_daemon.errors import Blocked, NotFound, ProviderError, Unreachable
 from aniworld_daemon.provider.http import HttpClient
-from tests.conftest import free_port
 from tests.fakesite.server import FakeSite
+from tests.helpers import free_port
 
 FEED = "/neue-episoden"
 SLACK = 0.015  # scheduling jitter of the event loop and the server, in seconds

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aniworld_daemon.config import load_config
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME, write_file_atomic
 from aniworld_daemon.errors import StorageError, ValidationError
 from aniworld_daemon.library import (
     MIN_EPISODE_BYTES,
-    TEMP_DIR_NAME,
     VIDEO_EXTENSIONS,
     EpisodeFile,
     FolderScan,
@@ -26,7 +26,6 @@ from aniworld_daemon.library import (
     match_folder,
     needs_poster,
     scan_folder,
-    write_file_atomic,
     write_poster,
     write_show_nfo,
 )

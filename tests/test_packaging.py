@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from aniworld_daemon.config import CONFIG_SCHEMA, Config, SeriesConfig, load_config
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 ADDON = ROOT / "addon"
 ADDON_CONFIG: dict[str, Any] = yaml.safe_load((ADDON / "config.yaml").read_text(encoding="utf-8"))

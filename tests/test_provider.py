@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,10 @@ from aniworld_daemon.provider.aniworld import (
 from aniworld_daemon.provider.hosters import HosterRegistry, MediaKind, MediaSource
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.validators import HOSTERS
-from tests.conftest import minimal_config
 from tests.fakesite.catalog import Episode, Series
 from tests.fakesite.hosters import HOSTER_DISPLAY
 from tests.fakesite.server import FakeSite
+from tests.helpers import cli, ffprobe, minimal_config
 
 # A quick client: the politeness itself is tested in test_http.py.
 FAST = {"requests_per_second": 100.0, "max_connections": 4}
@@ -237,17 +235,6 @@ def ytdlp_download(source: MediaSource, folder: Path) -> Path:
         return Path(ydl.prepare_filename(info))
 
 
-def ffprobe(path: Path) -> dict[str, Any]:
-    """ffprobe's JSON view of a media file."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
-        capture_output=True,
-        check=True,
-        timeout=30,
-    )
-    return dict(json.loads(result.stdout))
-
-
 @pytest.mark.parametrize(("hoster", "kind"), [("doodstream", MediaKind.MP4), ("voe", MediaKind.HLS)])
 async def test_search_to_a_playable_file(
     fakesite: FakeSite, provider: AniworldProvider, http: HttpClient, tmp_path: Path, hoster: str, kind: MediaKind
@@ -289,22 +276,6 @@ async def test_a_dead_hoster_is_a_hoster_error(
 
 
 # --- the CLI (a real subprocess against the fake site) -------------------------------------------------------------
-
-
-async def cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-    """Run `aniworld-daemon ARGS` and return (exit status, stdout, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aniworld_daemon",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_cli_search_json(fakesite: FakeSite, tmp_path: Path) -> None:

@@ -17,17 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from aniworld_daemon.library import TEMP_DIR_NAME
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from aniworld_daemon.models import Language
-from tests.conftest import Daemon, minimal_config
 from tests.fakesite.catalog import Link
 from tests.fakesite.core import CHUNK, RequestRecord
 from tests.fakesite.server import FakeSite
-from tests.test_provider import ffprobe
+from tests.helpers import Daemon, ffprobe, minimal_config, query
 
 SERIES = "die-kleinen-baeren"  # season 1: three episodes, German dub on every hoster (doodstream among them)
 HOSTER = "doodstream"  # MP4: a resume is one visible `Range: bytes=N-` request
@@ -117,15 +115,6 @@ def setup(
     logs = [*state.logs, state.daemons[-1].log] if state.daemons else []
     for number, text in enumerate(logs, 1):
         print(f"----- daemon {number} log -----\n{text}")
-
-
-def query(database: Path, sql: str, *values: object) -> list[tuple[Any, ...]]:
-    """Rows of one query on a read-only connection (safe while the daemon runs: SQLite WAL)."""
-    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
-    try:
-        return connection.execute(sql, values).fetchall()
-    finally:
-        connection.close()
 
 
 def downloads(database: Path) -> dict[str, tuple[int, int, str]]:

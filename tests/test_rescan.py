@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,16 +16,16 @@ import pytest
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import load_config
 from aniworld_daemon.errors import NotFoundError, StorageError
-from aniworld_daemon.events import Event, EventType
+from aniworld_daemon.events import EpisodesFound, Event, EventType, ScanFailed, ScanProgress
 from aniworld_daemon.models import Episode, EpisodeState, Language, ScanReport, ScanStatus
 from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan
-from tests.conftest import free_port, minimal_config
 from tests.fakesite.server import FakeSite
+from tests.helpers import Recorder, StartApp, free_port, minimal_config
 
 MB = 1024 * 1024
 ALL = "[de-dub, de-sub, en-sub, en-dub]"
 
-StartApp = Callable[..., Awaitable[Application]]
+StartFollowing = Callable[..., Awaitable[Application]]
 Place = tuple[int, int]
 
 
@@ -54,20 +54,13 @@ def site_yaml(
 
 
 @pytest.fixture
-async def start_app(write_config: Callable[..., Path], port: int, fakesite: FakeSite) -> AsyncIterator[StartApp]:
+def start_following(fakesite: FakeSite, start_app: StartApp) -> StartFollowing:
     """Start the real Application with the given `series:` lines (and more config) against the fake site."""
-    started: list[Application] = []
 
     async def start(series: str, **options: str) -> Application:
-        config = load_config(write_config(minimal_config(port, site_yaml(fakesite, series, **options))))
-        app = Application(config)
-        await app.start()
-        started.append(app)
-        return app
+        return await start_app(site_yaml(fakesite, series, **options))
 
-    yield start
-    for app in started:
-        await app.stop()
+    return start
 
 
 def catalog_places(site: FakeSite, key: str, seasons: Sequence[int] | None = None) -> dict[Place, tuple[Language, ...]]:
@@ -95,7 +88,7 @@ def site_requests(site: FakeSite) -> int:
     return site.log.count("site")
 
 
-async def test_first_rescan_finds_every_missing_episode(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_first_rescan_finds_every_missing_episode(start_following: StartFollowing, fakesite: FakeSite) -> None:
     library_files = {
         # blade-of-dawn as the template names it: two episodes of season 1 and the first movie on disk
         "Blade of Dawn (2015)/Season 01/Blade of Dawn - S01E01 - Das Licht im Schutt.mp4": 2 * MB,
@@ -105,7 +98,7 @@ async def test_first_rescan_finds_every_missing_episode(start_app: StartApp, fak
         "Blade of Dawn (2015)/Season 01/Blade of Dawn - S01E03 - Feuer.mp4.part": 2 * MB,
         "Blade of Dawn (2015)/Season 02/Blade of Dawn - S02E01.mp4": 1000,
     }
-    app = await start_app(
+    app = await start_following(
         "  - key: blade-of-dawn\n    seasons: [0, 1, 2]\n"
         "  - key: moonlit-academy\n    languages: [de-dub]\n"
         "  - the-ogres-bride\n"
@@ -146,9 +139,9 @@ async def test_first_rescan_finds_every_missing_episode(start_app: StartApp, fak
     assert series.refreshed_at is not None
 
 
-async def test_second_rescan_without_changes_is_cheap(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_second_rescan_without_changes_is_cheap(start_following: StartFollowing, fakesite: FakeSite) -> None:
     keys = ["blade-of-dawn", "the-ogres-bride", "endless-voyage", "sword-shield-chronicle", "die-kleinen-baeren"]
-    app = await start_app("".join(f"  - {key}\n" for key in keys))
+    app = await start_following("".join(f"  - {key}\n" for key in keys))
     first = await app.rescanner.rescan("manual")
     assert first.report.status is ScanStatus.COMPLETE, first.report.errors
     before = site_requests(fakesite)
@@ -168,10 +161,12 @@ async def test_second_rescan_without_changes_is_cheap(start_app: StartApp, fakes
     assert all(any(key in path for key in keys if fakesite.catalog.series[key].running) for path in paths[1:])
 
 
-async def test_released_episodes_are_found_by_the_next_rescan(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - the-ogres-bride\n  - blade-of-dawn\n")
-    events: list[Event] = []
-    app.bus.subscribe(events.append, (EventType.EPISODES_FOUND,))
+async def test_released_episodes_are_found_by_the_next_rescan(
+    start_following: StartFollowing, fakesite: FakeSite
+) -> None:
+    app = await start_following("  - the-ogres-bride\n  - blade-of-dawn\n")
+    events: list[Event[EpisodesFound]] = []
+    app.bus.subscribe(events.append, EpisodesFound)
     await app.rescanner.rescan("manual")
     assert fakesite.catalog.series["the-ogres-bride"].running
     assert not fakesite.catalog.series["blade-of-dawn"].running
@@ -186,13 +181,13 @@ async def test_released_episodes_are_found_by_the_next_rescan(start_app: StartAp
     assert running_new in places(outcome(second, "the-ogres-bride").missing)
     assert {finished_new, new_season} <= places(outcome(second, "blade-of-dawn").missing)
     assert second.report.new_episodes == 3
-    found = {event.data.series_key: set(event.data.episodes) for event in events}  # type: ignore[attr-defined]
+    found = {event.data.series_key: set(event.data.episodes) for event in events}
     assert found == {"the-ogres-bride": {running_new}, "blade-of-dawn": {finished_new, new_season}}
 
 
-async def test_a_refusal_mid_scan_ends_the_scan_partial(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_a_refusal_mid_scan_ends_the_scan_partial(start_following: StartFollowing, fakesite: FakeSite) -> None:
     keys = ["blade-of-dawn", "the-ogres-bride", "sword-shield-chronicle", "hoshi-no-uta", "die-kleinen-baeren"]
-    app = await start_app("".join(f"  - {key}\n" for key in keys))
+    app = await start_following("".join(f"  - {key}\n" for key in keys))
     fakesite.knobs.block("site", after=3)
 
     result = await app.rescanner.rescan("manual")
@@ -203,7 +198,7 @@ async def test_a_refusal_mid_scan_ends_the_scan_partial(start_app: StartApp, fak
     assert all("refused" in message for message in result.report.errors.values())
     assert app.http.cooldowns()
     assert app.http.cooldowns()[0].host.startswith("127.0.0.1")
-    health = await app.health()
+    health = await app.health.report()
     assert health.status.value == "degraded"
     # The refusal was not hammered: after it, nothing more reached the site.
     refused = [record for record in fakesite.log.select("site") if record.status == 403]
@@ -213,8 +208,8 @@ async def test_a_refusal_mid_scan_ends_the_scan_partial(start_app: StartApp, fak
     assert stored.status is ScanStatus.PARTIAL
 
 
-async def test_a_broken_series_page_fails_only_that_series(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - broken-mirror\n  - the-ogres-bride\n")
+async def test_a_broken_series_page_fails_only_that_series(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - broken-mirror\n  - the-ogres-bride\n")
 
     result = await app.rescanner.rescan("manual")
 
@@ -225,8 +220,10 @@ async def test_a_broken_series_page_fails_only_that_series(start_app: StartApp, 
     assert outcome(result, "the-ogres-bride").error is None
 
 
-async def test_an_existing_library_folder_is_found_once_and_remembered(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
+async def test_an_existing_library_folder_is_found_once_and_remembered(
+    start_following: StartFollowing, fakesite: FakeSite
+) -> None:
+    app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
     root = app.config.library.path
     make_file(root / "Blade of Dawn" / "Staffel 1" / "Blade of Dawn S01E003.mkv")
     make_file(root / "Blade of Dawn" / "Season 2" / "blade.of.dawn.s2e4.mp4")
@@ -249,8 +246,10 @@ async def test_an_existing_library_folder_is_found_once_and_remembered(start_app
     assert outcome(second, "blade-of-dawn").downloaded == 2
 
 
-async def test_metadata_is_written_once_into_existing_folders(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
+async def test_metadata_is_written_once_into_existing_folders(
+    start_following: StartFollowing, fakesite: FakeSite
+) -> None:
+    app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
     folder = app.config.library.path / "Blade of Dawn (2015)"
     make_file(folder / "Season 01" / "Blade of Dawn - S01E01 - a.mkv")
 
@@ -267,8 +266,8 @@ async def test_metadata_is_written_once_into_existing_folders(start_app: StartAp
     assert fakesite.log.count("site", "/public/img/cover/") == covers
 
 
-async def test_a_second_request_joins_the_running_rescan(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
+async def test_a_second_request_joins_the_running_rescan(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
     fakesite.knobs.latency = 0.05
 
     first, second = await asyncio.gather(app.rescanner.rescan("manual"), app.rescanner.rescan("api"))
@@ -277,26 +276,26 @@ async def test_a_second_request_joins_the_running_rescan(start_app: StartApp, fa
     assert len(await app.db.list_scans()) == 1
 
 
-async def test_scan_events_and_report_are_stored(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
-    events: list[Event] = []
-    app.bus.subscribe(events.append)
+async def test_scan_events_and_report_are_stored(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
+    events = Recorder()
+    app.bus.subscribe(events)
 
     result = await app.rescanner.rescan("manual")
     await app.bus.drain()
 
-    types = [event.type for event in events if event.type.value.startswith("scan_")]
+    types = [event.type for event in events.events if event.type.value.startswith("scan_")]
     assert types[0] is EventType.SCAN_STARTED
     assert types[-1] is EventType.SCAN_COMPLETE
-    progress = [event.data for event in events if event.type is EventType.SCAN_PROGRESS]
-    assert [data.series_done for data in progress] == [1, 2]  # type: ignore[attr-defined]
+    progress = [event.data for event in events.of(ScanProgress)]
+    assert [data.series_done for data in progress] == [1, 2]
     stored = await app.db.get_scan(result.report.id)
     assert stored == result.report
     assert (await app.db.list_history(kind=None))[0].message.startswith("Rescan complete")
 
 
-async def test_unknown_keys_are_refused(start_app: StartApp) -> None:
-    app = await start_app("  - blade-of-dawn\n")
+async def test_unknown_keys_are_refused(start_following: StartFollowing) -> None:
+    app = await start_following("  - blade-of-dawn\n")
     with pytest.raises(NotFoundError, match="not followed: nope"):
         await app.rescanner.rescan("manual", ["nope"])
 
@@ -313,8 +312,10 @@ class RecordingQueue:
         return len(episodes)
 
 
-async def test_auto_download_hands_missing_episodes_to_the_queue(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app(
+async def test_auto_download_hands_missing_episodes_to_the_queue(
+    start_following: StartFollowing, fakesite: FakeSite
+) -> None:
+    app = await start_following(
         "  - the-ogres-bride\n  - blade-of-dawn\n", extra="downloads:\n  auto_download: true\n  auto_start: false\n"
     )
     queue = RecordingQueue()
@@ -334,8 +335,8 @@ async def test_auto_download_hands_missing_episodes_to_the_queue(start_app: Star
     assert result.queued == len(handed)
 
 
-async def test_auto_download_off_hands_nothing(start_app: StartApp) -> None:
-    app = await start_app("  - the-ogres-bride\n", extra="downloads:\n  auto_download: false\n")
+async def test_auto_download_off_hands_nothing(start_following: StartFollowing) -> None:
+    app = await start_following("  - the-ogres-bride\n", extra="downloads:\n  auto_download: false\n")
     queue = RecordingQueue()
     rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue)
     result = await rescanner.rescan("manual")
@@ -343,8 +344,8 @@ async def test_auto_download_off_hands_nothing(start_app: StartApp) -> None:
     assert queue.calls == []
 
 
-async def test_full_refresh_rereads_finished_seasons(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n")
+async def test_full_refresh_rereads_finished_seasons(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n")
     await app.rescanner.rescan("manual")
     before = site_requests(fakesite)
     await app.rescanner.rescan("manual")
@@ -371,8 +372,8 @@ async def wait_for_scans(app: Application, trigger: str, count: int) -> list[Sca
     return scans
 
 
-async def test_an_every_second_schedule_runs_real_rescans(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n", schedule="rescan: {every: 1s}\n  run_on_start: false")
+async def test_an_every_second_schedule_runs_real_rescans(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n", schedule="rescan: {every: 1s}\n  run_on_start: false")
     assert app.scheduler.state().next_run is not None
 
     scans = await wait_for_scans(app, "schedule", 2)
@@ -384,17 +385,17 @@ async def test_an_every_second_schedule_runs_real_rescans(start_app: StartApp, f
     assert last_run >= min(scan.started_at for scan in scans)
 
 
-async def test_run_on_start_rescans_at_start(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n", schedule="run_on_start: true")
+async def test_run_on_start_rescans_at_start(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n", schedule="run_on_start: true")
     scans = await wait_for_scans(app, "startup", 1)
     assert [scan.status for scan in scans] == [ScanStatus.COMPLETE]
     assert (await app.series.get("blade-of-dawn")).title == "Blade of Dawn"
 
 
 async def test_an_unreadable_folder_keeps_its_episodes(
-    start_app: StartApp, fakesite: FakeSite, monkeypatch: pytest.MonkeyPatch
+    start_following: StartFollowing, fakesite: FakeSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = await start_app("  - blade-of-dawn\n  - the-ogres-bride\n")
+    app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
     make_file(app.config.library.path / "Blade of Dawn (2015)" / "Season 01" / "Blade of Dawn - S01E01 - a.mkv")
     first = await app.rescanner.rescan("manual")
     assert outcome(first, "blade-of-dawn").downloaded == 1
@@ -422,10 +423,10 @@ async def test_an_unreadable_folder_keeps_its_episodes(
     assert stored[(1, 1)] is EpisodeState.DOWNLOADED
 
 
-async def test_a_missing_library_fails_the_scan(start_app: StartApp, fakesite: FakeSite) -> None:
-    app = await start_app("  - blade-of-dawn\n")
-    events: list[Event] = []
-    app.bus.subscribe(events.append, (EventType.SCAN_FAILED,))
+async def test_a_missing_library_fails_the_scan(start_following: StartFollowing, fakesite: FakeSite) -> None:
+    app = await start_following("  - blade-of-dawn\n")
+    events: list[Event[ScanFailed]] = []
+    app.bus.subscribe(events.append, ScanFailed)
     app.config.library.path.rmdir()
 
     with pytest.raises(StorageError, match="does not exist; is its disk mounted"):
@@ -434,7 +435,7 @@ async def test_a_missing_library_fails_the_scan(start_app: StartApp, fakesite: F
 
     (report,) = await app.db.list_scans()
     assert report.status is ScanStatus.FAILED
-    assert [event.data.error_code for event in events] == ["storage_error"]  # type: ignore[attr-defined]
+    assert [event.data.error_code for event in events] == ["storage_error"]
     assert site_requests(fakesite) == 0
 
 
@@ -456,12 +457,12 @@ async def test_a_site_that_does_not_answer_is_asked_once_per_scan(
     assert all(error.startswith("not checked: the site does not answer") for error in result.report.errors.values())
 
 
-async def test_a_database_failure_mid_scan_fails_the_scan(start_app: StartApp, fakesite: FakeSite) -> None:
+async def test_a_database_failure_mid_scan_fails_the_scan(start_following: StartFollowing, fakesite: FakeSite) -> None:
     keys = ["blade-of-dawn", "the-ogres-bride", "sword-shield-chronicle", "hoshi-no-uta", "moonlit-academy"]
-    app = await start_app("".join(f"  - {key}\n" for key in keys))
+    app = await start_following("".join(f"  - {key}\n" for key in keys))
     fakesite.knobs.latency = 0.05
-    progress: list[Event] = []
-    app.bus.subscribe(progress.append, (EventType.SCAN_PROGRESS,))
+    progress: list[Event[ScanProgress]] = []
+    app.bus.subscribe(progress.append, ScanProgress)
     scan = asyncio.ensure_future(app.rescanner.rescan("manual"))
     for _ in range(200):
         if progress:

@@ -29,7 +29,7 @@ def schedule_config(rescan: RescanSchedule, *, run_on_start: bool = False) -> Sc
     return ScheduleConfig(rescan=rescan, run_on_start=run_on_start, full_refresh=timedelta(days=7))
 
 
-class Recorder:
+class RescanJob:
     """A rescan job that records when it started with which trigger; it can take a while or fail."""
 
     def __init__(self, *, duration: float = 0.0, fail: bool = False) -> None:
@@ -80,7 +80,7 @@ async def make_scheduler() -> AsyncIterator[Callable[..., Scheduler]]:
     """Build schedulers in UTC; every one is stopped at the end of the test."""
     made: list[Scheduler] = []
 
-    def make(rescan: RescanSchedule, job: Recorder, *, run_on_start: bool = False, **kwargs: Any) -> Scheduler:
+    def make(rescan: RescanSchedule, job: RescanJob, *, run_on_start: bool = False, **kwargs: Any) -> Scheduler:
         scheduler = Scheduler(schedule_config(rescan, run_on_start=run_on_start), job, **{"tz": UTC, **kwargs})
         made.append(scheduler)
         return scheduler
@@ -201,7 +201,7 @@ def test_invalid_crontab_weekdays_are_refused(expression: str) -> None:
     ],
 )
 def test_description(schedule: RescanSchedule, description: str) -> None:
-    assert Scheduler(schedule_config(schedule), Recorder()).state().description == description
+    assert Scheduler(schedule_config(schedule), RescanJob()).state().description == description
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -211,14 +211,14 @@ def test_description(schedule: RescanSchedule, description: str) -> None:
 
 def test_state_before_start() -> None:
     last_run = datetime(2025, 1, 6, 4, 0, tzinfo=BERLIN)
-    state = Scheduler(schedule_config(NIGHTLY), Recorder(), last_run=last_run).state()
+    state = Scheduler(schedule_config(NIGHTLY), RescanJob(), last_run=last_run).state()
     assert state.next_run is None
     assert state.last_run == last_run
     assert state.last_run is not None
     assert state.last_run.tzinfo is UTC
     assert not state.running
     with pytest.raises(ValueError, match="aware"):
-        Scheduler(schedule_config(NIGHTLY), Recorder(), last_run=datetime(2025, 1, 6, 4, 0))
+        Scheduler(schedule_config(NIGHTLY), RescanJob(), last_run=datetime(2025, 1, 6, 4, 0))
 
 
 @pytest.mark.parametrize(
@@ -232,7 +232,7 @@ def test_state_before_start() -> None:
 async def test_next_run_after_start(
     make_scheduler: Callable[..., Scheduler], schedule: RescanSchedule, unjittered: Any
 ) -> None:
-    scheduler = make_scheduler(schedule, Recorder(), tz=BERLIN)
+    scheduler = make_scheduler(schedule, RescanJob(), tz=BERLIN)
     before = datetime.now(UTC)
     await scheduler.start()
     after = datetime.now(UTC)
@@ -244,7 +244,7 @@ async def test_next_run_after_start(
 
 
 async def test_interval_runs_the_job_repeatedly(make_scheduler: Callable[..., Scheduler]) -> None:
-    job = Recorder()
+    job = RescanJob()
     scheduler = make_scheduler(EVERY_SECOND, job)
     started, before = time.monotonic(), datetime.now(UTC)
     await scheduler.start()
@@ -266,7 +266,7 @@ async def test_slow_runs_never_overlap(
 ) -> None:
     # Startup run from 0 to 1.5 s; the run due at 1 s is skipped (a different job is running), the one at 2 s runs
     # to 3.5 s; the one at 3 s is skipped (max_instances), the one at 4 s runs.
-    job = Recorder(duration=1.5)
+    job = RescanJob(duration=1.5)
     scheduler = make_scheduler(EVERY_SECOND, job, run_on_start=True)
     with caplog.at_level(logging.INFO, logger="aniworld_daemon.scheduler"):
         await scheduler.start()
@@ -278,7 +278,7 @@ async def test_slow_runs_never_overlap(
 
 
 async def test_overdue_runs_are_coalesced(make_scheduler: Callable[..., Scheduler]) -> None:
-    job = Recorder()
+    job = RescanJob()
     scheduler = make_scheduler(EVERY_SECOND, job)
     await scheduler.start()
     # A blocked loop (or a suspended machine) misses the runs due at 1 s and 2 s: they make one run, not two.
@@ -289,7 +289,7 @@ async def test_overdue_runs_are_coalesced(make_scheduler: Callable[..., Schedule
 
 
 async def test_run_on_start(make_scheduler: Callable[..., Scheduler]) -> None:
-    job = Recorder()
+    job = RescanJob()
     scheduler = make_scheduler(HOURLY, job, run_on_start=True)
     started, before = time.monotonic(), datetime.now(UTC)
     await scheduler.start()
@@ -306,7 +306,7 @@ async def test_run_on_start(make_scheduler: Callable[..., Scheduler]) -> None:
 
 
 async def test_reconfigure(make_scheduler: Callable[..., Scheduler]) -> None:
-    job = Recorder()
+    job = RescanJob()
     scheduler = make_scheduler(NIGHTLY, job)
     await scheduler.start()
     nightly = scheduler.state().next_run
@@ -329,7 +329,7 @@ async def test_reconfigure(make_scheduler: Callable[..., Scheduler]) -> None:
 
 
 async def test_reconfigure_before_start(make_scheduler: Callable[..., Scheduler]) -> None:
-    scheduler = make_scheduler(NIGHTLY, Recorder())
+    scheduler = make_scheduler(NIGHTLY, RescanJob())
     scheduler.reconfigure(schedule_config(HOURLY))
     assert scheduler.state().next_run is None
     before = datetime.now(UTC)
@@ -343,7 +343,7 @@ async def test_reconfigure_before_start(make_scheduler: Callable[..., Scheduler]
 async def test_failing_runs_are_logged_and_the_schedule_goes_on(
     make_scheduler: Callable[..., Scheduler], caplog: pytest.LogCaptureFixture
 ) -> None:
-    job = Recorder(fail=True)
+    job = RescanJob(fail=True)
     scheduler = make_scheduler(EVERY_SECOND, job, run_on_start=True)
     await scheduler.start()
     await job.wait_calls(2, within=5)
@@ -359,7 +359,7 @@ async def test_failing_runs_are_logged_and_the_schedule_goes_on(
 
 
 async def test_run_now() -> None:
-    job = Recorder()
+    job = RescanJob()
     scheduler = Scheduler(schedule_config(NIGHTLY), job, last_run=datetime(2025, 1, 1, tzinfo=UTC))
     before = datetime.now(UTC)
     # Not started: run_now() does not need the scheduler running (the CLI uses it so).
@@ -381,7 +381,7 @@ async def test_run_now() -> None:
 async def test_stop_cancels_the_run_and_leaves_no_tasks(yields: int, caplog: pytest.LogCaptureFixture) -> None:
     # Stop at every point of the startup run's life: before it is due, submitted, started, and well under way.
     baseline = asyncio.all_tasks()
-    job = Recorder(duration=3600)
+    job = RescanJob(duration=3600)
     scheduler = Scheduler(schedule_config(HOURLY, run_on_start=True), job, tz=UTC)
     await scheduler.start()
     for _ in range(yields):
@@ -403,6 +403,6 @@ async def test_stop_cancels_the_run_and_leaves_no_tasks(yields: int, caplog: pyt
 
 
 async def test_stop_before_start_does_nothing() -> None:
-    scheduler = Scheduler(schedule_config(NIGHTLY), Recorder(), tz=UTC)
+    scheduler = Scheduler(schedule_config(NIGHTLY), RescanJob(), tz=UTC)
     await scheduler.stop()
     assert scheduler.state().next_run is None

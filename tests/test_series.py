@@ -14,12 +14,11 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.cli import library as library_commands
 from aniworld_daemon.config import load_config
 from aniworld_daemon.errors import ConflictError, NotFound, NotFoundError, ValidationError
-from aniworld_daemon.events import Event, EventType
+from aniworld_daemon.events import EventType, SeriesAdded, SeriesUpdated
 from aniworld_daemon.models import HistoryKind, Language, Series, SeriesSource
 from aniworld_daemon.series import SeriesUpdate
-from tests.conftest import minimal_config
 from tests.fakesite.server import FakeSite
-from tests.test_provider import cli
+from tests.helpers import Recorder, cli, minimal_config
 
 
 def config_text(site: FakeSite, port: int, series: str = "") -> str:
@@ -43,8 +42,8 @@ async def site_app(write_config: Callable[..., Path], port: int, fakesite: FakeS
 
 
 async def test_follow_reads_the_metadata_and_picks_the_folder(site_app: Application, fakesite: FakeSite) -> None:
-    events: list[Event] = []
-    site_app.bus.subscribe(events.append)
+    events = Recorder()
+    site_app.bus.subscribe(events)
     before = fakesite.log.count("site")
 
     series = await site_app.series.follow(
@@ -62,9 +61,8 @@ async def test_follow_reads_the_metadata_and_picks_the_folder(site_app: Applicat
     assert series.languages == (Language.DE_SUB,)
     assert series.seasons == (1,)
     assert await site_app.series.get("the-ogres-bride") == series
-    assert [(event.type, event.data.key) for event in events] == [  # type: ignore[attr-defined]
-        (EventType.SERIES_ADDED, "the-ogres-bride")
-    ]
+    assert [event.type for event in events.events] == [EventType.SERIES_ADDED]
+    assert [event.data.key for event in events.of(SeriesAdded)] == ["the-ogres-bride"]
     history = await site_app.db.list_history(kind=HistoryKind.SERIES_ADDED)
     assert history[0].series_key == "the-ogres-bride"
 
@@ -89,8 +87,8 @@ async def test_two_series_never_share_a_folder(site_app: Application) -> None:
 
 
 async def test_update_and_unfollow(site_app: Application) -> None:
-    events: list[Event] = []
-    site_app.bus.subscribe(events.append)
+    events = Recorder()
+    site_app.bus.subscribe(events)
     await site_app.series.follow("the-ogres-bride")
 
     updated = await site_app.series.update("the-ogres-bride", SeriesUpdate(monitored=False, seasons=(2, 1, 2)))
@@ -107,9 +105,9 @@ async def test_update_and_unfollow(site_app: Application) -> None:
     assert removed.key == "the-ogres-bride"
     with pytest.raises(NotFoundError):
         await site_app.series.unfollow("the-ogres-bride")
-    changes = [event.data.changed for event in events if event.type is EventType.SERIES_UPDATED]  # type: ignore[attr-defined]
+    changes = [event.data.changed for event in events.of(SeriesUpdated)]
     assert changes == [("monitored", "seasons"), ("seasons",)]
-    assert events[-1].type is EventType.SERIES_REMOVED
+    assert events.events[-1].type is EventType.SERIES_REMOVED
 
 
 async def test_the_yaml_list_is_kept_in_the_db_across_reloads(

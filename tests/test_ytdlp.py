@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aniworld_daemon.downloads.tempfiles import partial_files, remove_files
 from aniworld_daemon.downloads.ytdlp import (
     PROGRESS_INTERVAL,
     CancelToken,
@@ -19,11 +20,9 @@ from aniworld_daemon.downloads.ytdlp import (
     Progress,
     YtdlpOptions,
     download,
-    partial_files,
     probe,
-    remove_files,
 )
-from aniworld_daemon.errors import DownloadCancelled, DownloadError, HosterError, StorageError
+from aniworld_daemon.errors import DownloadError, HosterError, StorageError, TransferCancelled
 from aniworld_daemon.provider.hosters import MediaKind, MediaSource
 from tests.fakesite.core import Media
 from tests.fakesite.server import FakeSite
@@ -60,7 +59,7 @@ def media_size(media: Media, kind: MediaKind) -> int:
 
 
 @dataclass
-class Recorder:
+class ProgressRecorder:
     """Collects progress callbacks with their arrival time and thread; optionally cancels at the first bytes."""
 
     cancel_at_first_bytes: CancelToken | None = None
@@ -128,7 +127,7 @@ async def test_download_gives_one_playable_file_and_writes_nothing_elsewhere(
     fakesite: FakeSite, media: Media, temp_dir: Path, elsewhere: list[Path], kind: MediaKind
 ) -> None:
     """MP4 and HLS end as temp_dir/<stem>.mp4 that probes like the source; no other file anywhere."""
-    recorder = Recorder()
+    recorder = ProgressRecorder()
 
     path = await download(
         SOURCES[kind](fakesite), temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken()
@@ -154,7 +153,7 @@ async def test_progress_is_throttled_delivered_on_the_loop_and_ends_complete(
     """A ~2.5 s download reports at most twice a second (plus the final report), always on the loop's thread."""
     size = media_size(media, MediaKind.MP4)
     fakesite.knobs.bandwidth = int(size / 2.5)
-    recorder = Recorder()
+    recorder = ProgressRecorder()
     started = time.monotonic()
 
     await download(mp4_source(fakesite), temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken())
@@ -196,13 +195,13 @@ async def test_rate_limit_is_honoured(fakesite: FakeSite, media: Media, temp_dir
 async def test_cancel_via_the_token_keeps_the_partial_files_closed(
     fakesite: FakeSite, media: Media, temp_dir: Path, kind: MediaKind
 ) -> None:
-    """The token stops the download with DownloadCancelled; the partial files stay, closed; remove_files clears them."""
+    """The token stops the download with TransferCancelled; the partial files stay, closed; remove_files clears them."""
     fakesite.knobs.bandwidth = media_size(media, kind) // 4
     token = CancelToken()
 
-    with pytest.raises(DownloadCancelled) as cancelled:
+    with pytest.raises(TransferCancelled) as cancelled:
         await download(
-            SOURCES[kind](fakesite), temp_dir, STEM, options=QUICK, on_progress=Recorder(token), cancel=token
+            SOURCES[kind](fakesite), temp_dir, STEM, options=QUICK, on_progress=ProgressRecorder(token), cancel=token
         )
 
     assert cancelled.value.code == "download_cancelled"
@@ -223,7 +222,7 @@ async def test_task_cancellation_waits_for_the_thread_and_keeps_the_part(
     caplog.set_level("DEBUG", logger="aniworld_daemon.downloads.ytdlp")
     fakesite.knobs.bandwidth = media_size(media, kind) // 4
     token = CancelToken()
-    recorder = Recorder()
+    recorder = ProgressRecorder()
     task = asyncio.create_task(
         download(SOURCES[kind](fakesite), temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=token)
     )
@@ -250,8 +249,8 @@ async def test_a_cancelled_download_resumes_with_a_range_request(
     fakesite.knobs.bandwidth = media_size(media, kind) // 4
     token = CancelToken()
     source = SOURCES[kind](fakesite)
-    with pytest.raises(DownloadCancelled):
-        await download(source, temp_dir, STEM, options=QUICK, on_progress=Recorder(token), cancel=token)
+    with pytest.raises(TransferCancelled):
+        await download(source, temp_dir, STEM, options=QUICK, on_progress=ProgressRecorder(token), cancel=token)
     kept = (temp_dir / RESUMED_PART[kind]).stat().st_size
     fakesite.knobs.bandwidth = None
     fakesite.log.clear()
@@ -275,7 +274,7 @@ async def test_a_finished_file_is_not_downloaded_again(
     first = await download(source, temp_dir, STEM, options=QUICK, on_progress=lambda _: None, cancel=CancelToken())
     before = first.stat()
     fakesite.log.clear()
-    recorder = Recorder()
+    recorder = ProgressRecorder()
 
     again = await download(source, temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken())
 

@@ -1,79 +1,62 @@
-"""The library's CLI commands (`add`, `remove`, `list`, `scan`): the daemon's own components, without its servers."""
+"""The library's CLI commands (`add`, `remove`, `list`, `scan`): through the daemon's parts, not its servers."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
-from aniworld_daemon.app import DB_FILE
+from aniworld_daemon.app import Application
+from aniworld_daemon.cli.output import cut
 from aniworld_daemon.config import Config
-from aniworld_daemon.errors import StorageError
-from aniworld_daemon.events import Event, EventBus, EventType, ScanProgress
-from aniworld_daemon.models import Episode, EpisodeState, ScanReport, Series
-from aniworld_daemon.naming import NamingTemplate
-from aniworld_daemon.provider.aniworld import AniworldProvider
-from aniworld_daemon.provider.http import HttpClient
-from aniworld_daemon.rescan import Rescanner, ScanResult, SeriesScan
-from aniworld_daemon.series import SeriesManager
-from aniworld_daemon.store.database import Database
+from aniworld_daemon.events import Event, ScanProgress
+from aniworld_daemon.models import Episode, EpisodeState, Series
+from aniworld_daemon.rescan import ScanResult, SeriesScan
 
 
-@dataclass(frozen=True, slots=True)
-class Components:
-    """What the library commands work with: the daemon's store, provider, series manager and rescanner."""
+async def follow(config: Config, url_or_key: str, *, languages: Sequence[str], seasons: Sequence[int]) -> Series:
+    """`add`: follow a series (languages and seasons may repeat; each counts once)."""
+    arguments = {
+        "series": url_or_key,
+        "languages": list(dict.fromkeys(languages)) or None,
+        "seasons": sorted(set(seasons)) or None,
+    }
+    async with Application(config).components() as app:
+        series: Series = await app.commands.call("series.follow", arguments)
+    return series
 
-    db: Database
-    bus: EventBus
-    http: HttpClient
-    provider: AniworldProvider
-    series: SeriesManager
-    rescanner: Rescanner
 
-
-@asynccontextmanager
-async def open_components(config: Config) -> AsyncIterator[Components]:
-    """The store, HTTP client and managers of the configured data dir, with the YAML `series:` list applied.
-
-    Like the daemon's start, this creates the data dir and the library folder when they do not exist yet.
-    """
-    try:
-        await asyncio.to_thread(config.library.path.mkdir, parents=True, exist_ok=True)
-    except OSError as err:
-        raise StorageError(f"cannot create the library {config.library.path}: {err.strerror or err}") from err
-    db = Database(config.data_dir / DB_FILE)
-    await db.open()
-    try:
-        async with HttpClient(config.provider) as http:
-            bus = EventBus()
-            provider = AniworldProvider(http, config.provider.base_url)
-            series = SeriesManager(db, provider, bus, NamingTemplate(config.library.naming))
-            await series.sync_config(config.series)
-            yield Components(db, bus, http, provider, series, Rescanner(db, provider, bus, series, config))
-            await bus.drain()
-    finally:
-        await db.close()
+async def unfollow(config: Config, key: str) -> Series:
+    """`remove`: stop following a series."""
+    async with Application(config).components() as app:
+        series: Series = await app.commands.call("series.unfollow", {"key": key})
+    return series
 
 
 async def scan(config: Config, keys: Sequence[str], *, dry_run: bool, progress: TextIO | None = None) -> ScanResult:
-    """Run one rescan in the foreground; progress (series n/N, requests, current series) goes to `progress`."""
-    async with open_components(config) as parts:
+    """Run one rescan in the foreground; progress (series n/N, requests, current series) goes to `progress`.
 
-        def show(event: Event) -> None:
+    It reports what is missing and leaves the queueing to the daemon's own rescans.
+    """
+    async with Application(config).components() as app:
+
+        def show(event: Event[ScanProgress]) -> None:
             data = event.data
-            if progress is not None and isinstance(data, ScanProgress):
+            if progress is not None:
                 done = f"series {data.series_done}/{data.series_total}"
                 line = f"{done} · {data.requests} requests · {data.current or ''}"
                 progress.write(f"\r\033[K{line[:100]}")
                 progress.flush()
 
-        unsubscribe = parts.bus.subscribe(show, (EventType.SCAN_PROGRESS,))
+        unsubscribe = app.bus.subscribe(show, ScanProgress)
         try:
-            result = await parts.rescanner.rescan("cli", keys or None, dry_run=dry_run)
-            await parts.bus.drain()
+            arguments = {
+                "keys": list(dict.fromkeys(keys)) or None,
+                "dry_run": dry_run,
+                "queue_missing": False,
+                "trigger": "cli",
+            }
+            result: ScanResult = await app.commands.call("rescan", arguments)
+            await app.bus.drain()
         finally:
             unsubscribe()
             if progress is not None:
@@ -84,83 +67,17 @@ async def scan(config: Config, keys: Sequence[str], *, dry_run: bool, progress: 
 
 async def series_rows(config: Config) -> list[tuple[Series, dict[EpisodeState, int]]]:
     """Every followed series with its episode counts per state."""
-    async with open_components(config) as parts:
+    async with Application(config).components() as app:
         rows = []
-        for series in await parts.series.list():
+        for series in await app.series.list():
             counts = dict.fromkeys(EpisodeState, 0)
-            for episode in await parts.db.list_episodes(series.key):
+            for episode in await app.series.episodes(series.key):
                 counts[episode.state] += 1
             rows.append((series, counts))
         return rows
 
 
-# --- JSON ---------------------------------------------------------------------------------------------------------
-
-
-def report_json(report: ScanReport) -> dict[str, Any]:
-    """A scan report as JSON."""
-    return {
-        "id": report.id,
-        "trigger": report.trigger,
-        "status": report.status.value,
-        "started_at": report.started_at.isoformat(),
-        "finished_at": report.finished_at.isoformat() if report.finished_at else None,
-        "series_checked": report.series_checked,
-        "requests": report.requests,
-        "new_episodes": report.new_episodes,
-        "missing": report.missing,
-        "errors": report.errors,
-    }
-
-
-def _episode_json(episode: Episode) -> dict[str, Any]:
-    return {"season": episode.season, "episode": episode.number, "title": episode_title(episode)}
-
-
-def scan_json(result: ScanResult) -> dict[str, Any]:
-    """`scan --json`: the report and, per series, what is missing, awaiting a language and downloaded."""
-    return {
-        "report": report_json(result.report),
-        "series": [
-            {
-                "key": outcome.key,
-                "title": outcome.title,
-                "folder": outcome.folder,
-                "missing": [_episode_json(episode) for episode in outcome.missing],
-                "awaiting_language": [_episode_json(episode) for episode in outcome.awaiting_language],
-                "downloaded": outcome.downloaded,
-                "error": outcome.error,
-            }
-            for outcome in result.series
-        ],
-    }
-
-
-def series_json(rows: Sequence[tuple[Series, dict[EpisodeState, int]]]) -> list[dict[str, Any]]:
-    """`list --json`: the followed series with their settings and episode counts."""
-    return [
-        {
-            "key": series.key,
-            "title": series.title,
-            "folder": series.folder,
-            "source": series.source.value,
-            "monitored": series.monitored,
-            "languages": [language.value for language in series.languages],
-            "seasons": list(series.seasons) if series.seasons is not None else None,
-            "year_start": series.year_start,
-            "year_end": series.year_end,
-            "episodes": {state.value: count for state, count in counts.items()},
-        }
-        for series, counts in rows
-    ]
-
-
 # --- text ---------------------------------------------------------------------------------------------------------
-
-
-def episode_title(episode: Episode) -> str:
-    """The title shown for an episode: German, else English."""
-    return episode.title_de or episode.title_en
 
 
 def _places(episodes: Sequence[Episode]) -> str:
@@ -185,7 +102,7 @@ def scan_text(result: ScanResult, *, dry_run: bool = False) -> str:
     lines = [f"{'SERIES':<40} {'MISSING':>7} {'AWAITING':>8} {'ON DISK':>7}"]
     for outcome in result.series:
         lines.append(
-            f"{_cut(outcome.title, 40):<40} {len(outcome.missing):>7} {len(outcome.awaiting_language):>8}"
+            f"{cut(outcome.title, 40):<40} {len(outcome.missing):>7} {len(outcome.awaiting_language):>8}"
             f" {outcome.downloaded:>7}"
         )
         lines += _details(outcome)
@@ -218,16 +135,7 @@ def series_text(rows: Sequence[tuple[Series, dict[EpisodeState, int]]]) -> str:
     for series, counts in rows:
         paused = "" if series.monitored else " (not monitored)"
         lines.append(
-            f"{_cut(series.key, 32):<32} {_cut(series.title, 36):<36} {counts[EpisodeState.DOWNLOADED]:>7}"
+            f"{cut(series.key, 32):<32} {cut(series.title, 36):<36} {counts[EpisodeState.DOWNLOADED]:>7}"
             f" {counts[EpisodeState.MISSING]:>7}  {series.source.value}{paused}"
         )
     return "\n".join(lines)
-
-
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def default_progress() -> TextIO | None:
-    """Stderr when it is a terminal (progress lines would litter a log or a pipe)."""
-    return sys.stderr if sys.stderr.isatty() else None

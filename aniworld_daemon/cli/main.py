@@ -10,15 +10,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aniworld_daemon import __version__
-from aniworld_daemon.app import Application, configure_logging
+from aniworld_daemon import __version__, wire
+from aniworld_daemon.app import Application
 from aniworld_daemon.cli import library as library_commands
 from aniworld_daemon.cli import queue as queue_commands
-from aniworld_daemon.cli import site as commands
-from aniworld_daemon.cli.site import print_json
+from aniworld_daemon.cli import site as site_commands
+from aniworld_daemon.cli.output import default_progress, print_json
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
-from aniworld_daemon.downloads.snapshot import queue_json, queue_text
 from aniworld_daemon.errors import AniworldError, ConfigError
+from aniworld_daemon.log import configure_logging
 from aniworld_daemon.models import Language, SeriesSource
 
 DEFAULT_CONFIG = "config.yaml"
@@ -147,14 +147,14 @@ def _site_command(args: argparse.Namespace) -> int:
     progress = sys.stderr if sys.stderr.isatty() and not args.json else None
     try:
         if args.command == "search":
-            results = asyncio.run(commands.search(provider, args.query))
-            output = commands.search_json(args.query, results) if args.json else commands.search_text(results)
+            results = asyncio.run(site_commands.search(provider, args.query))
+            output = wire.search_json(args.query, results) if args.json else site_commands.search_text(results)
         elif args.command == "info":
-            series, seasons = asyncio.run(commands.info(provider, args.series, progress=progress))
-            output = commands.info_json(series, seasons) if args.json else commands.info_text(series, seasons)
+            series, seasons = asyncio.run(site_commands.info(provider, args.series, progress=progress))
+            output = wire.info_json(series, seasons) if args.json else site_commands.info_text(series, seasons)
         else:
-            page, resolved = asyncio.run(commands.episode(provider, args.url, resolve=args.resolve))
-            output = commands.episode_json(page, resolved) if args.json else commands.episode_text(page, resolved)
+            page, resolved = asyncio.run(site_commands.episode(provider, args.url, resolve=args.resolve))
+            output = wire.episode_json(page, resolved) if args.json else site_commands.episode_text(page, resolved)
     except AniworldError as err:
         return _print_error(err)
     return _print_output(output)
@@ -200,25 +200,23 @@ def _library_command(args: argparse.Namespace) -> int:
 
 async def _run_library_command(config: Config, args: argparse.Namespace) -> object:
     if args.command == "add":
-        languages = tuple(Language(value) for value in dict.fromkeys(args.languages or ()))
-        seasons = tuple(sorted(set(args.seasons))) if args.seasons else None
-        async with library_commands.open_components(config) as parts:
-            series = await parts.series.follow(args.series, languages=languages, seasons=seasons)
+        series = await library_commands.follow(
+            config, args.series, languages=args.languages or (), seasons=args.seasons or ()
+        )
         return f"Following {series.title} ({series.key}); its folder is {config.library.path / series.folder}"
     if args.command == "remove":
-        async with library_commands.open_components(config) as parts:
-            series = await parts.series.unfollow(args.key)
+        series = await library_commands.unfollow(config, args.key)
         text = f"No longer following {series.title} ({series.key}); its files stay where they are"
         if series.source is SeriesSource.CONFIG:
             text += f"\nIt is listed under series: in {config.source}; remove it there too, or it comes back on start"
         return text
     if args.command == "list":
         rows = await library_commands.series_rows(config)
-        return library_commands.series_json(rows) if args.json else library_commands.series_text(rows)
-    progress = None if args.json else library_commands.default_progress()
+        return wire.series_json(rows) if args.json else library_commands.series_text(rows)
+    progress = None if args.json else default_progress()
     result = await library_commands.scan(config, args.keys, dry_run=args.dry_run, progress=progress)
     if args.json:
-        return library_commands.scan_json(result)
+        return wire.scan_json(result)
     return library_commands.scan_text(result, dry_run=args.dry_run)
 
 
@@ -251,9 +249,10 @@ def _queue_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "queue":
             snapshot, series = asyncio.run(queue_commands.snapshot(config))
-            return _print_output(queue_json(snapshot, series) if args.json else queue_text(snapshot, series))
+            text = wire.queue_json(snapshot, series) if args.json else queue_commands.queue_text(snapshot, series)
+            return _print_output(text)
         season = args.season if args.season is not None or args.episode is None else 1
-        progress = None if args.json else library_commands.default_progress()
+        progress = None if args.json else default_progress()
         run = asyncio.run(
             queue_commands.download(config, args.series, season=season, episode=args.episode, progress=progress)
         )
@@ -282,4 +281,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command](args)
-

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from aniworld_daemon.app import DB_FILE
-from aniworld_daemon.cli.library import open_components
+from aniworld_daemon import wire
+from aniworld_daemon.app import Application
+from aniworld_daemon.cli.output import place
 from aniworld_daemon.config import Config
-from aniworld_daemon.downloads.engine import PAUSED_SETTING, Downloader
-from aniworld_daemon.downloads.snapshot import MB, QueueSnapshot, build_snapshot
+from aniworld_daemon.downloads.snapshot import QueueSnapshot
+from aniworld_daemon.downloads.ytdlp import Progress
 from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.events import (
     DownloadComplete,
@@ -19,13 +20,13 @@ from aniworld_daemon.events import (
     DownloadProgress,
     DownloadStarted,
     Event,
+    EventData,
 )
 from aniworld_daemon.library import library_path, scan_folder
-from aniworld_daemon.models import Download, DownloadStatus, Priority, Series
+from aniworld_daemon.models import MB, Download, DownloadStatus, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import normalize_key
 from aniworld_daemon.series import naming_of
-from aniworld_daemon.store.database import Database
 
 Place = tuple[int, int]  # (season, episode)
 
@@ -54,50 +55,55 @@ async def download(
     episode: int | None = None,
     progress: TextIO | None = None,
 ) -> DownloadRun:
-    """Download a series' missing episodes (or one season, or one episode) now, in the foreground."""
+    """Download a series' missing episodes (or one season, or one episode) now, in the foreground.
+
+    A series not followed yet is followed, not monitored; the episodes are queued with high priority, and the queue
+    engine works on these items only, so a daemon running on the same queue keeps its own.
+    """
     key = normalize_key(url_or_key)
-    async with open_components(config) as parts:
-        db, http, provider, bus, manager = parts.db, parts.http, parts.provider, parts.bus, parts.series
-        series = await db.get_series(key)
+    async with Application(config).components() as app:
+        series = await app.series.find(key)
         followed = series is None
         if series is None:
-            series = await manager.follow(key, monitored=False)
-        info = await provider.series(key)
+            series = await app.commands.call("series.follow", {"series": key, "monitored": False})
+        info = await app.provider.series(key)
         if not series.folder:
-            series = await manager.refresh_metadata(series, info)
+            series = await app.series.refresh_metadata(series, info)
         if season is not None:
             seasons: Sequence[int] = [season]
         else:
             seasons = series.seasons if series.seasons is not None else info.seasons
         places: list[Place] = []
         for number in seasons:
-            page = await provider.season(key, number)
+            page = await app.provider.season(key, number)
             places += [(item.season, item.number) for item in page.episodes if episode in (None, item.number)]
         if not places:
             what = f"S{season or 0:02d}E{episode:02d}" if episode is not None else "no episodes"
             raise NotFoundError(f"{series.title} has {what} on the site", details={"key": key})
         on_disk = await asyncio.to_thread(_on_disk, config, series)
-        wanted = [place for place in places if place not in on_disk]
-        engine = Downloader(db, provider, http, bus, manager, config, only=())
-        added = await engine.add(key, wanted, Priority.HIGH)
+        wanted = [entry for entry in places if entry not in on_disk]
+        episodes = [{"season": number, "episode": item} for number, item in wanted]
+        added: list[Download] = await app.commands.call(
+            "queue.add", {"series": key, "episodes": episodes, "priority": Priority.HIGH.value}
+        )
         queued = {(item.season, item.number) for item in added}
         printer = _Printer(progress, added)
-        unsubscribe = bus.subscribe(printer)
-        await engine.start()
+        unsubscribe = app.bus.subscribe(printer)
+        await app.downloader.start(only=[item.id for item in added])
         try:
-            await engine.wait_idle()
+            await app.downloader.wait_idle()
         finally:
             # Interrupted (Ctrl-C): the items go back to pending, partial files kept; the daemon resumes them.
-            await engine.stop()
-            await bus.drain()
+            await app.downloader.stop()
+            await app.bus.drain()
             unsubscribe()
             printer.close()
-        finals = [await db.get_download(item.id) for item in added]
+        finals = [await app.downloader.get(item.id) for item in added]
         return DownloadRun(
             series=series,
             followed=followed,
-            on_disk=tuple(place for place in places if place in on_disk),
-            already_queued=tuple(place for place in wanted if place not in queued),
+            on_disk=tuple(entry for entry in places if entry in on_disk),
+            already_queued=tuple(entry for entry in wanted if entry not in queued),
             items=tuple(item for item in finals if item is not None),
         )
 
@@ -115,26 +121,28 @@ class _Printer:
 
     def __init__(self, out: TextIO | None, items: Sequence[Download]) -> None:
         self._out = out
-        self._labels = {item.id: f"S{item.season:02d}E{item.number:02d}" for item in items}
+        self._labels = {item.id: place(item.season, item.number) for item in items}
         self._live: dict[str, str] = {}
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: Event[EventData]) -> None:
         """Update the live line, or print a finished episode."""
         data = event.data
-        if self._out is None or getattr(data, "item_id", None) not in self._labels:
+        if self._out is None:
             return
-        label = self._labels[data.item_id]  # type: ignore[attr-defined]
-        if isinstance(data, DownloadStarted):
-            self._live[data.item_id] = f"{label} {data.hoster} …"
-        elif isinstance(data, DownloadProgress):
-            self._live[data.item_id] = f"{label} {_bar(data.percent)} {_rate(data.speed_bps)}"
-        elif isinstance(data, DownloadComplete):
+        if isinstance(data, DownloadStarted) and data.item_id in self._labels:
+            self._live[data.item_id] = f"{self._labels[data.item_id]} {data.hoster} …"
+        elif isinstance(data, DownloadProgress) and data.item_id in self._labels:
+            self._live[data.item_id] = f"{self._labels[data.item_id]} {_bar(data.percent)} {_rate(data.speed_bps)}"
+        elif isinstance(data, DownloadComplete) and data.item_id in self._labels:
             self._live.pop(data.item_id, None)
+            label = self._labels[data.item_id]
             self._line(f"{label} done -> {data.file_path} ({data.size_bytes / MB:.1f} MB)")
-        elif isinstance(data, DownloadFailed):
+        elif isinstance(data, DownloadFailed) and data.item_id in self._labels:
             self._live.pop(data.item_id, None)
             retry = f", next try at {data.next_attempt_at:%H:%M:%S}" if data.will_retry and data.next_attempt_at else ""
-            self._line(f"{label} failed: {data.error_message}{retry}")
+            self._line(f"{self._labels[data.item_id]} failed: {data.error_message}{retry}")
+        else:
+            return
         self._redraw()
 
     def _line(self, text: str) -> None:
@@ -174,55 +182,72 @@ def run_text(run: DownloadRun, config: Config) -> str:
     failed = [item for item in run.items if item.status is not DownloadStatus.COMPLETED]
     if completed:
         lines.append(f"Downloaded {len(completed)} episode(s) into {folder}:")
-        lines += [f"  {_place((item.season, item.number))}  {item.file_path}" for item in completed]
+        lines += [f"  {place(item.season, item.number)}  {item.file_path}" for item in completed]
     for item in failed:
         state = "still queued" if item.status is DownloadStatus.PENDING else item.status.value
-        lines.append(f"  {_place((item.season, item.number))}  {state}: {item.error_message or 'interrupted'}")
+        lines.append(f"  {place(item.season, item.number)}  {state}: {item.error_message or 'interrupted'}")
     if run.on_disk:
-        lines.append("Already in the library: " + ", ".join(_place(place) for place in run.on_disk))
+        lines.append("Already in the library: " + ", ".join(place(*entry) for entry in run.on_disk))
     if run.already_queued:
-        lines.append("Already in the daemon's queue: " + ", ".join(_place(place) for place in run.already_queued))
+        lines.append("Already in the daemon's queue: " + ", ".join(place(*entry) for entry in run.already_queued))
     if not run.items and not lines:
         lines.append("Nothing to download.")
     return "\n".join(lines)
 
 
-def run_json(run: DownloadRun) -> dict[str, Any]:
-    """`download --json`."""
-    return {
-        "key": run.series.key,
-        "title": run.series.title,
-        "followed": run.followed,
-        "on_disk": [{"season": season, "episode": number} for season, number in run.on_disk],
-        "already_queued": [{"season": season, "episode": number} for season, number in run.already_queued],
-        "items": [
-            {
-                "id": item.id,
-                "season": item.season,
-                "episode": item.number,
-                "status": item.status.value,
-                "file_path": item.file_path,
-                "hoster": item.hoster,
-                "language": item.language.value if item.language else None,
-                "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
-            }
-            for item in run.items
-        ],
-    }
-
-
-def _place(place: Place) -> str:
-    return f"S{place[0]:02d}E{place[1]:02d}"
-
-
 async def snapshot(config: Config) -> tuple[QueueSnapshot, dict[str, Series]]:
     """The stored queue of the configured data dir (read-only: works next to a running daemon)."""
-    db = Database(config.data_dir / DB_FILE)
-    await db.open()
-    try:
-        items = await db.list_downloads()
-        paused = bool(await db.get_setting(PAUSED_SETTING, False))
-        series = {entry.key: entry for entry in await db.list_series()}
-    finally:
-        await db.close()
-    return build_snapshot(items, (), running=None, paused=paused, reason="user" if paused else None), series
+    async with Application(config).components() as app:
+        return await app.downloader.status(), {entry.key: entry for entry in await app.series.list()}
+
+
+def run_json(run: DownloadRun) -> dict[str, Any]:
+    """`download --json`."""
+    return wire.run_json(run.series, run.followed, run.on_disk, run.already_queued, run.items)
+
+
+# --- `queue` --------------------------------------------------------------------------------------------------
+
+
+def queue_text(snapshot: QueueSnapshot, series: Mapping[str, Series]) -> str:
+    """`queue`: active, pending, failed and finished items, one line each, then the figures."""
+    lines: list[str] = []
+    sections: list[tuple[str, Sequence[tuple[Download, Progress | None]]]] = [
+        ("Downloading", [(entry.item, entry.progress) for entry in snapshot.active]),
+        ("Pending", [(item, None) for item in snapshot.pending]),
+        ("Failed", [(item, None) for item in snapshot.failed]),
+        ("Cancelled", [(item, None) for item in snapshot.cancelled]),
+        ("Completed", [(item, None) for item in snapshot.completed]),
+    ]
+    for title, rows in sections:
+        if not rows:
+            continue
+        lines.append(f"{title} ({len(rows)}):")
+        lines += [f"  {_line(item, series, progress)}" for item, progress in rows]
+    if not lines:
+        lines.append("The queue is empty.")
+    stats = snapshot.statistics
+    state = {True: "running", False: "stopped", None: "state unknown (see the daemon)"}[snapshot.is_running]
+    if snapshot.is_paused:
+        state += f", paused ({snapshot.pause_reason})" if snapshot.pause_reason else ", paused"
+    lines.append("")
+    lines.append(
+        f"Queue {state}: {stats.pending_count} pending, {stats.active_count} active, {stats.completed_count} completed,"
+        f" {stats.failed_count} failed; {stats.total_downloaded_mb:.1f} MB downloaded"
+    )
+    return "\n".join(lines)
+
+
+def _line(item: Download, series: Mapping[str, Series], progress: Progress | None) -> str:
+    known = series.get(item.series_key)
+    name = known.title if known else item.series_key
+    text = f"{item.id[:8]}  {name} {place(item.season, item.number)}  [{item.priority.value}]"
+    if progress is not None and progress.percent is not None:
+        text += f"  {progress.percent:.0f}%"
+    if item.status is DownloadStatus.PENDING and item.next_attempt_at is not None:
+        text += f"  next try {item.next_attempt_at.astimezone().strftime('%Y-%m-%d %H:%M:%S')}"
+    if item.error_message and item.status is not DownloadStatus.COMPLETED:
+        text += f"  ({item.attempts} attempt(s); {item.error_message})"
+    if item.file_path:
+        text += f"  -> {item.file_path}"
+    return text

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import textwrap
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
+from aniworld_daemon.app import open_site
+from aniworld_daemon.cli.output import cut
 from aniworld_daemon.config import ProviderConfig
 from aniworld_daemon.errors import AniworldError, HosterError
 from aniworld_daemon.provider.aniworld import (
     AniworldProvider,
     EpisodePage,
-    EpisodeSummary,
     HosterLink,
     SearchResult,
     SeasonPage,
@@ -24,31 +21,15 @@ from aniworld_daemon.provider.aniworld import (
     normalize_key,
     parse_episode_url,
 )
-from aniworld_daemon.provider.hosters import HosterRegistry, MediaSource, hoster_key
+from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.http import HttpClient
+from aniworld_daemon.provider.records import Resolution
 from aniworld_daemon.validators import HOSTERS
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """What one hoster link of an episode resolved to: the embed URL and the media, or the error on the way."""
-
-    link: HosterLink
-    embed_url: str | None = None
-    media: MediaSource | None = None
-    error: AniworldError | None = None
-
-
-@asynccontextmanager
-async def open_provider(config: ProviderConfig) -> AsyncIterator[tuple[HttpClient, AniworldProvider]]:
-    """A started HTTP client and the provider on it, closed on exit."""
-    async with HttpClient(config) as http:
-        yield http, AniworldProvider(http, config.base_url)
 
 
 async def search(config: ProviderConfig, query: str) -> list[SearchResult]:
     """Series matching `query`."""
-    async with open_provider(config) as (_, provider):
+    async with open_site(config) as (_, provider):
         return await provider.search(query)
 
 
@@ -57,7 +38,7 @@ async def info(
 ) -> tuple[SeriesInfo, list[SeasonPage]]:
     """A series page and all its season pages (movies first as season 0)."""
     key = normalize_key(url_or_key)
-    async with open_provider(config) as (_, provider):
+    async with open_site(config) as (_, provider):
         series = await provider.series(key)
         numbers = ([0] if series.has_movies else []) + list(series.seasons)
         done = 0
@@ -81,7 +62,7 @@ async def info(
 async def episode(config: ProviderConfig, url: str, *, resolve: bool = False) -> tuple[EpisodePage, list[Resolution]]:
     """An episode page; with `resolve`, every hoster link followed to its media URL."""
     key, season, number = parse_episode_url(url)
-    async with open_provider(config) as (http, provider):
+    async with open_site(config) as (http, provider):
         page = await provider.episode(key, season, number)
         if not resolve:
             return page, []
@@ -108,102 +89,6 @@ async def _resolve(
         return Resolution(link, embed_url=embed_url, error=err)
 
 
-# --- JSON shapes: stable, documented in the README; later checks rely on them -------------------------------------
-
-
-def search_json(query: str, results: Sequence[SearchResult]) -> dict[str, Any]:
-    """`search --json`."""
-    return {
-        "query": query,
-        "results": [
-            {
-                "key": result.key,
-                "title": result.title,
-                "url": result.url,
-                "description": result.description,
-                "cover_url": result.cover_url,
-                "start_year": result.start_year,
-                "end_year": result.end_year,
-            }
-            for result in results
-        ],
-    }
-
-
-def info_json(series: SeriesInfo, seasons: Sequence[SeasonPage]) -> dict[str, Any]:
-    """`info --json`."""
-    return {
-        "key": series.key,
-        "url": series.url,
-        "title": series.title,
-        "alternative_titles": list(series.alternative_titles),
-        "start_year": series.start_year,
-        "end_year": series.end_year,
-        "description": series.description,
-        "cover_url": series.cover_url,
-        "genres": list(series.genres),
-        "fsk": series.fsk,
-        "imdb_id": series.imdb_id,
-        "seasons": [
-            {"season": page.season, "url": page.url, "episodes": [_summary_json(item) for item in page.episodes]}
-            for page in seasons
-        ],
-    }
-
-
-def _summary_json(item: EpisodeSummary) -> dict[str, Any]:
-    return {
-        "season": item.season,
-        "number": item.number,
-        "url": item.url,
-        "title_de": item.title_de,
-        "title_en": item.title_en,
-        "languages": [language.value for language in item.languages],
-        "hosters": [hoster_key(name) for name in item.hosters],
-    }
-
-
-def episode_json(page: EpisodePage, resolutions: Sequence[Resolution] = ()) -> dict[str, Any]:
-    """`episode --json` (with `--resolve`: every hoster also has `embed_url` and `media` or `error`)."""
-    resolved = {item.link: item for item in resolutions}
-    hosters = []
-    for link in page.hosters:
-        entry: dict[str, Any] = {
-            "language": link.language.value,
-            "hoster": hoster_key(link.name),
-            "name": link.name,
-            "link_id": link.link_id,
-            "redirect_url": link.redirect_url,
-        }
-        item = resolved.get(link)
-        if item is not None:
-            entry["embed_url"] = item.embed_url
-            if item.media is not None:
-                entry["media"] = {
-                    "url": item.media.url,
-                    "kind": item.media.kind.value,
-                    "headers": dict(item.media.headers),
-                }
-            if item.error is not None:
-                entry["error"] = {"code": item.error.code, "message": item.error.message}
-        hosters.append(entry)
-    return {
-        "key": page.key,
-        "season": page.season,
-        "number": page.number,
-        "url": page.url,
-        "title_de": page.title_de,
-        "title_en": page.title_en,
-        "languages": [language.value for language in page.languages],
-        "hosters": hosters,
-    }
-
-
-def print_json(data: Any, out: TextIO = sys.stdout) -> None:
-    """Write `data` as indented UTF-8 JSON."""
-    out.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
-
-
 # --- Text output --------------------------------------------------------------------------------------------------
 
 
@@ -215,10 +100,6 @@ def _years(start: int | None, end: int | None) -> str:
     return f"{start}" if end == start else f"{start}-{end}"
 
 
-def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def search_text(results: Sequence[SearchResult]) -> str:
     """`search` as a table: key, years, title."""
     if not results:
@@ -226,7 +107,7 @@ def search_text(results: Sequence[SearchResult]) -> str:
     width = min(max(len(result.key) for result in results), 40)
     lines = [f"{'KEY':<{width}}  {'YEARS':<9}  TITLE"]
     lines += [
-        f"{_cut(r.key, width):<{width}}  {_years(r.start_year, r.end_year):<9}  {_cut(r.title, 80)}" for r in results
+        f"{cut(r.key, width):<{width}}  {_years(r.start_year, r.end_year):<9}  {cut(r.title, 80)}" for r in results
     ]
     return "\n".join(lines)
 
@@ -246,7 +127,7 @@ def info_text(series: SeriesInfo, seasons: Sequence[SeasonPage]) -> str:
         for item in page.episodes:
             title = " / ".join(part for part in (item.title_de, item.title_en) if part)
             languages = " ".join(language.value for language in item.languages)
-            lines.append(f"  {item.number:>4}  {_cut(title, 90)}" + (f"  [{languages}]" if languages else ""))
+            lines.append(f"  {item.number:>4}  {cut(title, 90)}" + (f"  [{languages}]" if languages else ""))
     return "\n".join(lines)
 
 

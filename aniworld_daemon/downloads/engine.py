@@ -7,8 +7,8 @@ import contextlib
 import logging
 import shutil
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from enum import StrEnum
@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 from aniworld_daemon.config import Config
 from aniworld_daemon.downloads import ytdlp
-from aniworld_daemon.downloads.job import EpisodeJob, JobControl, temp_dir
-from aniworld_daemon.downloads.outcomes import COOLDOWN_MARGIN, Outcomes, cancelled_event, label
+from aniworld_daemon.downloads.job import EpisodeJob, JobControl
+from aniworld_daemon.downloads.outcomes import Outcomes
 from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueSnapshot, build_snapshot
+from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import (
     AniworldError,
     Blocked,
-    ConflictError,
     NotFoundError,
     NoWantedLanguage,
     ValidationError,
@@ -34,15 +34,14 @@ from aniworld_daemon.events import (
     DownloadStarted,
     Event,
     EventBus,
-    EventType,
     QueueAction,
     QueuePaused,
     QueueResumed,
     QueueStarted,
-    QueueStatus,
     QueueStopped,
+    SeriesRemoved,
 )
-from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Language, Priority, Series
+from aniworld_daemon.models import Download, DownloadStatus, Episode, Language, PauseReason, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
@@ -54,7 +53,7 @@ LOGGER = logging.getLogger(__name__)
 
 PERSIST_INTERVAL = 5.0  # seconds between writes of an active download's byte count
 SPACE_CHECK_INTERVAL = 30.0  # seconds between free-space checks while the queue is paused for space
-PAUSED_SETTING = "queue_paused"  # a user's pause survives restarts
+_PAUSED_SETTING = "queue_paused"  # a user's pause survives restarts
 
 
 class CancelReason(StrEnum):
@@ -98,8 +97,6 @@ class _Active:
         self.cancel = ytdlp.CancelToken()
         self.reason: CancelReason | None = None
         self.task: asyncio.Task[None] | None = None
-        self.language: Language | None = item.language
-        self.hoster: str | None = item.hoster
         self.progress: ytdlp.Progress | None = None
         self.persisted_at = time.monotonic()
 
@@ -115,8 +112,8 @@ class Downloader:
         bus: EventBus,
         series: SeriesManager,
         config: Config,
+        temp: TempFiles,
         *,
-        only: Iterable[str] | None = None,  # work on these items (and those it adds) only: a foreground run
         free_space: Callable[[Path], int] = free_bytes,
         space_check_interval: float = SPACE_CHECK_INTERVAL,
     ) -> None:
@@ -126,11 +123,12 @@ class Downloader:
         self._bus = bus
         self._series = series
         self._config = config
-        self._only: set[str] | None = set(only) if only is not None else None
+        self._temp = temp
+        self._only: set[str] | None = None  # a foreground run works on these items (and those it adds) only
         self._free_space = free_space
         self._space_check_interval = space_check_interval
         self._job = self._build_job(config)
-        self._outcomes = Outcomes(db, bus, http, config)
+        self._outcomes = Outcomes(db, bus, http, temp, config.downloads)
         self._active: dict[str, _Active] = {}
         self._running = False
         self._paused = False
@@ -152,24 +150,30 @@ class Downloader:
             # yt-dlp retries a failing request itself, immediately; few, because the queue's backoff is the patient
             # retry. For HLS the two multiply (each fragment try retries its request): 4 x 4 requests at most.
             ytdlp.YtdlpOptions(retries=3, fragment_retries=3, rate_limit=downloads.rate_limit),
+            self._temp,
         )
 
     # -- life cycle -----------------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Restore the queue after a crash or stop, then process it if `auto_start` says so."""
-        if self._only is None:
-            reset = await self._db.reset_interrupted_downloads()
-            if reset:
-                LOGGER.info("Resuming %d download(s) interrupted by the last stop", reset)
-            await self._remove_orphan_files()
-            self._paused = bool(await self._db.get_setting(PAUSED_SETTING, False))
+    async def restore(self) -> None:
+        """Read the queue's stored state (a user's pause); enough for `status()` without processing the queue."""
+        self._paused = bool(await self._db.get_setting(_PAUSED_SETTING, False))
+
+    async def start(self, only: Iterable[str] | None = None) -> None:
+        """Restore the queue after a crash or stop, then process it if `auto_start` says so.
+
+        `only`: a foreground run (the CLI's `download`) that works on these items and those it adds, and on nothing
+        else: the daemon may run on the same queue, and its items, temp files and pause are not this run's business.
+        """
+        if only is None:
+            await self._outcomes.recover()
+            await self.restore()
             self._running = self._config.downloads.auto_start
         else:
-            # A foreground `download` works on its own items only, while the daemon may run on the same queue:
-            # the daemon's items, temp files and pause are not its business.
+            self._only = set(only)
+            self._paused = False
             self._running = True
-        self._unsubscribe = self._bus.subscribe(self._on_series_removed, (EventType.SERIES_REMOVED,))
+        self._unsubscribe = self._bus.subscribe(self._on_series_removed, SeriesRemoved)
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="download-dispatcher")
         LOGGER.info(
             "Download queue %s%s",
@@ -192,16 +196,10 @@ class Downloader:
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (limits, window, hosters, naming) to downloads started from now on."""
         self._config = config
+        self._temp.reconfigure(config.library.path)
         self._job = self._build_job(config)
-        self._outcomes.config = config
+        self._outcomes.reconfigure(config.downloads)
         self._wake.set()
-
-    async def _remove_orphan_files(self) -> None:
-        folder = temp_dir(self._config.library.path)
-        live = {item.id for item in await self._db.list_downloads((DownloadStatus.PENDING,))}
-        removed = await asyncio.to_thread(_remove_orphans, folder, live)
-        if removed:
-            LOGGER.info("Removed %d temporary file(s) that belong to no queued download", removed)
 
     # -- queue operations -----------------------------------------------------------------------------------------
 
@@ -226,28 +224,10 @@ class Downloader:
     async def _add(
         self, places: Sequence[tuple[str, int, int]], priority: Priority = Priority.NORMAL
     ) -> list[Download]:
-        now = datetime.now(UTC)
-        items = [
-            Download(
-                id=uuid.uuid4().hex,
-                series_key=key,
-                season=season,
-                number=number,
-                priority=priority,
-                position=0,
-                status=DownloadStatus.PENDING,
-                created_at=now,
-            )
-            for key, season, number in dict.fromkeys(places)
-        ]
-        added = await self._db.add_downloads(items)
+        added = await self._outcomes.added(places, priority)
         if self._only is not None:
             self._only.update(item.id for item in added)
-        for item in added:
-            await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.QUEUED)
         if added:
-            LOGGER.info("Queued %d download(s)", len(added))
-            self._bus.emit(QueueStatus(action=QueueAction.ITEMS_ADDED, item_ids=tuple(item.id for item in added)))
             self._wake.set()
         return added
 
@@ -255,14 +235,7 @@ class Downloader:
         """Remove items (an active one is cancelled first, its partial file deleted); return how many existed."""
         items = await self._existing(ids)
         await self._cancel_active([item.id for item in items], CancelReason.REMOVE)
-        removed = await self._db.delete_downloads(item.id for item in items)
-        for item in items:
-            if item.status in (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING):
-                await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.MISSING)
-        await asyncio.to_thread(_remove_files, temp_dir(self._config.library.path), [item.id for item in items])
-        if removed:
-            self._bus.emit(QueueStatus(action=QueueAction.ITEMS_REMOVED, item_ids=tuple(item.id for item in items)))
-        return removed
+        return await self._outcomes.removed(items)
 
     async def _existing(self, ids: Sequence[str]) -> list[Download]:
         """The items with these ids that exist (each once, in the given order)."""
@@ -297,8 +270,7 @@ class Downloader:
         """Move a pending item to `new_position` (0 = next) among the pending items; NotFoundError otherwise."""
         if new_position < 0:
             raise ValidationError("new_position must be 0 or more", details={"field": "new_position"})
-        await self._db.reorder_download(item_id, new_position)
-        self._bus.emit(QueueStatus(action=QueueAction.QUEUE_REORDERED, item_ids=(item_id,)))
+        await self._outcomes.reordered(item_id, new_position)
 
     async def retry(self, ids: Sequence[str] | None = None) -> int:
         """Queue failed (or cancelled) items again from attempt one; no ids = every failed item."""
@@ -307,25 +279,8 @@ class Downloader:
         else:
             retryable = (DownloadStatus.FAILED, DownloadStatus.CANCELLED)
             items = [item for item in await self._existing(ids) if item.status in retryable]
-        retried: list[str] = []
-        for item in items:
-            try:
-                await self._db.update_download(
-                    item.id,
-                    status=DownloadStatus.PENDING,
-                    attempts=0,
-                    next_attempt_at=None,
-                    error_code=None,
-                    error_message=None,
-                    finished_at=None,
-                )
-            except ConflictError:
-                LOGGER.info("Not retrying %s: the episode is queued again already", item.id)
-                continue
-            await self._db.set_episode_state(item.series_key, item.season, item.number, EpisodeState.QUEUED)
-            retried.append(item.id)
+        retried = await self._outcomes.retried(items)
         if retried:
-            self._bus.emit(QueueStatus(action=QueueAction.ITEMS_RETRIED, item_ids=tuple(retried)))
             self._wake.set()
         return len(retried)
 
@@ -336,18 +291,11 @@ class Downloader:
 
     async def clear_completed(self) -> int:
         """Delete every completed item; return how many."""
-        return await self._clear(DownloadStatus.COMPLETED, QueueAction.COMPLETED_CLEARED)
+        return await self._outcomes.cleared(DownloadStatus.COMPLETED, QueueAction.COMPLETED_CLEARED)
 
     async def clear_failed(self) -> int:
         """Delete every failed item; return how many."""
-        return await self._clear(DownloadStatus.FAILED, QueueAction.FAILED_CLEARED)
-
-    async def _clear(self, status: DownloadStatus, action: QueueAction) -> int:
-        ids = [item.id for item in await self._db.list_downloads((status,))]
-        count = await self._db.delete_downloads(ids)
-        if count:
-            self._bus.emit(QueueStatus(action=action, item_ids=tuple(ids)))
-        return count
+        return await self._outcomes.cleared(DownloadStatus.FAILED, QueueAction.FAILED_CLEARED)
 
     async def start_queue(self) -> None:
         """Process the queue (idempotent)."""
@@ -367,14 +315,14 @@ class Downloader:
         """Start no new downloads; active ones finish (idempotent; survives restarts)."""
         if not self._paused:
             self._paused = True
-            await self._db.set_setting(PAUSED_SETTING, True)
-            self._bus.emit(QueuePaused(reason="user"))
+            await self._db.set_setting(_PAUSED_SETTING, True)
+            self._bus.emit(QueuePaused(reason=PauseReason.USER))
 
     async def resume(self) -> None:
         """Undo `pause` (idempotent)."""
         if self._paused:
             self._paused = False
-            await self._db.set_setting(PAUSED_SETTING, False)
+            await self._db.set_setting(_PAUSED_SETTING, False)
             self._bus.emit(QueueResumed())
             self._wake.set()
 
@@ -394,20 +342,23 @@ class Downloader:
         """Health problems of the queue (low disk space), for /health and MQTT."""
         return [self._space_problem] if self._space_problem else []
 
+    async def get(self, item_id: str) -> Download | None:
+        """One queue item as stored, or None."""
+        return await self._db.get_download(item_id)
+
     def active(self) -> list[ActiveDownload]:
         """The downloads in progress, in start order."""
-        return [
-            ActiveDownload(entry.item, entry.language, entry.hoster, entry.progress) for entry in self._active.values()
-        ]
+        return [ActiveDownload(entry.item, entry.progress) for entry in self._active.values()]
 
     async def status(self) -> QueueSnapshot:
-        """The whole queue with statistics."""
+        """The whole queue with statistics; `is_running` is None when this process does not run the queue."""
         if self._space_problem:
-            reason: str | None = "low_disk_space"
+            reason: PauseReason | None = PauseReason.LOW_DISK_SPACE
         else:
-            reason = "user" if self._paused else None
+            reason = PauseReason.USER if self._paused else None
+        running = self._running if self._dispatcher is not None else None
         return build_snapshot(
-            await self._db.list_downloads(), self.active(), running=self._running, paused=self.paused, reason=reason
+            await self._db.list_downloads(), self.active(), running=running, paused=self.paused, reason=reason
         )
 
     async def wait_idle(self) -> None:
@@ -450,16 +401,16 @@ class Downloader:
             LOGGER.debug("Outside the download window; next start in %.0f s", wait)
             return wait
         site = urlsplit(self._config.provider.base_url).netloc.lower()
-        for cooldown in self._http.cooldowns():
-            if cooldown.host == site:
-                # Every item starts with the episode page: starting them now would only bounce each off the cooldown.
-                return (cooldown.until - now).total_seconds() + COOLDOWN_MARGIN.total_seconds()
+        cooldown_end = self._http.cooldown_end(site)
+        if cooldown_end is not None:
+            # Every item starts with the episode page: starting them now would only bounce each off the cooldown.
+            return (cooldown_end - now).total_seconds()
         while len(self._active) < downloads.max_concurrent:
             item = await self._db.next_pending(now, self._only)
             if item is None:
                 due = await self._db.next_pending_due(self._only)
                 return None if due is None else (due - datetime.now(UTC)).total_seconds()
-            claimed = await self._db.claim_download(item.id, now)
+            claimed = await self._outcomes.started(item, now)
             if claimed is not None:
                 self._launch(claimed)
         return None
@@ -485,7 +436,7 @@ class Downloader:
             return True
         if self._space_problem is None:
             LOGGER.warning("%s", problem)
-            self._bus.emit(QueuePaused(reason="low_disk_space"))
+            self._bus.emit(QueuePaused(reason=PauseReason.LOW_DISK_SPACE))
         self._space_problem = problem
         return False
 
@@ -517,7 +468,7 @@ class Downloader:
         except Exception:
             # The outcome could not be recorded (the item was deleted with its series, the database went away):
             # the item stays as the database has it, and the engine carries on with the others.
-            LOGGER.exception("Recording the outcome of %s failed", label(item))
+            LOGGER.exception("Recording the outcome of %s failed", item.label)
         finally:
             self._active.pop(item.id, None)
             self._wake.set()
@@ -550,7 +501,7 @@ class Downloader:
             else:
                 await self._outcomes.failed_attempt(item, err.code, err.message)
         except Exception as err:  # a bug must not wedge the queue: count it as a failed attempt
-            LOGGER.exception("Downloading %s failed unexpectedly", label(item))
+            LOGGER.exception("Downloading %s failed unexpectedly", item.label)
             await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
         else:
             await self._outcomes.completed(item, imported)
@@ -564,17 +515,17 @@ class Downloader:
                 return current
             return await self._series.refresh_metadata(current, await self._provider.series(series.key))
 
-    async def _on_series_removed(self, event: Event) -> None:
+    async def _on_series_removed(self, event: Event[SeriesRemoved]) -> None:
         # The series' queue items went with it (ON DELETE CASCADE); what still runs for it must stop too.
-        key = getattr(event.data, "key", None)
+        key = event.data.key
         ids = [entry.item.id for entry in self._active.values() if entry.item.series_key == key]
         if ids:
             LOGGER.info("Stopping %d download(s) of %s: the series is no longer followed", len(ids), key)
             await self._cancel_active(ids, CancelReason.REMOVE)
 
     def _on_hoster(self, entry: _Active, language: Language, hoster: str) -> None:
-        entry.language, entry.hoster = language, hoster
-        item = entry.item
+        # The live item is the one in memory; its row learns the language and hoster a moment later.
+        entry.item = item = replace(entry.item, language=language, hoster=hoster)
         self._spawn(self._db.update_download(item.id, language=language, hoster=hoster))
         self._bus.emit(
             DownloadStarted(
@@ -582,7 +533,7 @@ class Downloader:
                 series_key=item.series_key,
                 season=item.season,
                 episode=item.number,
-                language=language.value,
+                language=language,
                 hoster=hoster,
             )
         )
@@ -622,15 +573,11 @@ class Downloader:
         reason = entry.reason or CancelReason.SHUTDOWN
         if reason in (CancelReason.STOP, CancelReason.SHUTDOWN):
             bytes_done = entry.progress.downloaded_bytes if entry.progress else item.bytes_downloaded
-            await self._db.update_download(item.id, status=DownloadStatus.PENDING, bytes_downloaded=bytes_done)
-            LOGGER.info("%s interrupted (%s); it resumes later", label(item), reason.value)
-            return
-        if reason is CancelReason.CANCEL:
-            await self._outcomes.cancelled(item)  # it removes the partial files itself
-            return
-        # Removed: its row goes (or went with its series), and its partial files with it.
-        await asyncio.to_thread(ytdlp.remove_files, temp_dir(self._config.library.path), item.id)
-        self._bus.emit(cancelled_event(item))
+            await self._outcomes.interrupted(item, bytes_done, reason.value)
+        elif reason is CancelReason.CANCEL:
+            await self._outcomes.cancelled(item)
+        else:
+            await self._outcomes.dropped(item)  # removed: its row goes (or went with its series)
 
 
 # -- helpers ----------------------------------------------------------------------------------------------------
@@ -641,24 +588,3 @@ def _size(value: int) -> str:
         if value >= factor:
             return f"{value / factor:.1f} {unit}"
     return f"{value} bytes"
-
-
-def _remove_orphans(folder: Path, live: set[str]) -> int:
-    """Delete everything in the temp dir whose name does not start with a live item's id."""
-    if not folder.is_dir():
-        return 0
-    removed = 0
-    for path in folder.iterdir():
-        if path.name.split(".", 1)[0] in live:
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
-def _remove_files(folder: Path, ids: Iterable[str]) -> None:
-    for item_id in ids:
-        ytdlp.remove_files(folder, item_id)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import (
     AniworldError,
     Blocked,
@@ -22,7 +20,7 @@ from aniworld_daemon.errors import (
     ProviderError,
     StorageError,
 )
-from aniworld_daemon.library import TEMP_DIR_NAME, library_path, scan_folder
+from aniworld_daemon.library import library_path, scan_folder
 from aniworld_daemon.models import Download, Language, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
@@ -32,11 +30,6 @@ from aniworld_daemon.provider.records import EpisodePage, HosterLink
 from aniworld_daemon.series import naming_of
 
 LOGGER = logging.getLogger(__name__)
-
-
-def temp_dir(library: Path) -> Path:
-    """Where downloads are written until verified: on the library's file system, so the import is a rename."""
-    return library / TEMP_DIR_NAME
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +88,13 @@ class EpisodeJob:
         library: Path,
         template: NamingTemplate,
         options: ytdlp.YtdlpOptions,
+        temp: TempFiles,
     ) -> None:
         self._provider = provider
         self._http = http
         self._hosters = hosters
         self._library = library
+        self._temp = temp
         self._template = template
         self._options = options
 
@@ -107,40 +102,39 @@ class EpisodeJob:
         """Download and import `item`.
 
         Raises NoWantedLanguage (no link in a wanted language), Blocked (the site is cooling down; not an attempt),
-        DownloadCancelled, DownloadError (every hoster failed; details list them) or another AniworldError
+        TransferCancelled, DownloadError (every hoster failed; details list them) or another AniworldError
         (the site could not be read: retry later).
         """
         existing = await self._in_library(item, series)
         if existing is not None:
-            LOGGER.info("%s is already in the library: %s", _label(item), existing.file_path)
+            LOGGER.info("%s is already in the library: %s", item.label, existing.file_path)
             return existing
         page = await self._provider.episode(item.series_key, item.season, item.number)
         options = candidates(page, languages, self._hosters)
         if not options:
             raise NoWantedLanguage(
-                f"{_label(item)} is not offered in "
+                f"{item.label} is not offered in "
                 + ", ".join(language.value for language in languages)
                 + (f" (only in {', '.join(language.value for language in page.languages)})" if page.languages else ""),
                 details={"languages": [language.value for language in page.languages]},
             )
-        folder = temp_dir(self._library)
-        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        folder = await self._temp.prepare()
         previous_hoster = item.hoster
         for candidate in options:
             name = candidate.resolver.name
             if previous_hoster is not None and previous_hoster != name:
                 # A partial file of another hoster is another encode: it cannot be resumed from this one.
-                await asyncio.to_thread(ytdlp.remove_files, folder, item.id)
+                await self._temp.remove([item.id])
             previous_hoster = name
             try:
                 # The redirect is the site's: a cooldown or the site being down ends the attempt (raised).
                 embed_url = await self._provider.resolve_redirect(candidate.link.redirect_url)
             except NotFound as err:
                 control.failures.append((name, err))  # this one link is dead; the page's others may work
-                LOGGER.info("%s: the %s link is gone: %s", _label(item), candidate.link.name, err.message)
+                LOGGER.info("%s: the %s link is gone: %s", item.label, candidate.link.name, err.message)
                 continue
             try:
-                file = await self._fetch(item, candidate, embed_url, control)
+                file = await self._fetch(item, candidate, embed_url, folder, control)
             except (HosterError, ProviderError) as err:
                 # The hoster's own pages refused, vanished or did not answer: the next hoster may work.
                 control.failures.append((name, err))
@@ -149,7 +143,7 @@ class EpisodeJob:
                     info = await ytdlp.probe(file)
                 except DownloadError as err:
                     # The hoster served something that is not a playable video: another hoster may do better.
-                    await asyncio.to_thread(ytdlp.remove_files, folder, item.id)
+                    await self._temp.remove([item.id])
                     control.failures.append((name, err))
                 else:
                     LOGGER.debug("Verified %s: %s, %.1f s", file.name, info.video_codec, info.duration)
@@ -157,19 +151,21 @@ class EpisodeJob:
                     return await asyncio.to_thread(self._import, item, series, file, title, candidate)
             LOGGER.info(
                 "%s: %s (%s) failed: %s",
-                _label(item),
+                item.label,
                 candidate.link.name,
                 candidate.language.value,
                 control.failures[-1][1].message,
             )
         raise _all_failed(item, control.failures)
 
-    async def _fetch(self, item: Download, candidate: Candidate, embed_url: str, control: JobControl) -> Path:
+    async def _fetch(
+        self, item: Download, candidate: Candidate, embed_url: str, folder: Path, control: JobControl
+    ) -> Path:
         media = await candidate.resolver.resolve(self._http, embed_url)
         control.on_hoster(candidate.language, candidate.resolver.name)
         return await ytdlp.download(
             media,
-            temp_dir(self._library),
+            folder,
             item.id,
             options=self._options,
             on_progress=control.on_progress,
@@ -193,10 +189,7 @@ class EpisodeJob:
         )
         target = library_path(self._library, relative)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _fsync(file)
-            _place(file, target)
-            _fsync_dir(target.parent)
+            self._temp.promote(file, target)
             size = target.stat().st_size
         except OSError as err:
             raise StorageError(f"cannot move the download into {target.parent}: {err.strerror or err}") from err
@@ -204,54 +197,13 @@ class EpisodeJob:
         return Imported(relative, size, candidate.language, candidate.resolver.name, downloaded=True)
 
 
-def _place(source: Path, target: Path) -> None:
-    """Rename `source` to `target` without ever replacing a file someone else put there."""
-    try:
-        # link() fails if the target exists: no window in which a user's file could be overwritten.
-        os.link(source, target)
-    except FileExistsError:
-        LOGGER.warning("%s appeared while downloading; keeping it and dropping the download", target)
-        source.unlink()
-        return
-    except OSError as err:
-        if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        # File systems without hard links (some SMB/FAT mounts): a plain rename, after checking.
-        if target.exists():
-            source.unlink()
-            return
-        source.replace(target)
-        return
-    source.unlink()
-
-
-def _fsync(path: Path) -> None:
-    with path.open("rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # Some file systems (SMB, FUSE) refuse to fsync a directory; that only costs durability after a power cut.
-    with contextlib.suppress(OSError):
-        descriptor = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-
-
-def _label(item: Download) -> str:
-    return f"{item.series_key} S{item.season:02d}E{item.number:02d}"
-
-
 def _all_failed(item: Download, failures: Sequence[tuple[str, AniworldError]]) -> AniworldError:
     """The error of an attempt in which no hoster worked; all-Blocked stays Blocked (waiting is not a failure)."""
-    label = _label(item)
     if failures and all(isinstance(error, Blocked) for _, error in failures):
         return failures[0][1]
     summary = "; ".join(f"{hoster}: {error.message}" for hoster, error in failures)
     return DownloadError(
-        f"every hoster failed for {label}: {summary}",
+        f"every hoster failed for {item.label}: {summary}",
         details={
             "hosters": [{"hoster": hoster, "code": error.code, "message": error.message} for hoster, error in failures]
         },

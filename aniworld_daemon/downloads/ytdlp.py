@@ -20,7 +20,7 @@ import yt_dlp
 import yt_dlp.utils
 from yt_dlp.networking.exceptions import HTTPError
 
-from aniworld_daemon.errors import DownloadCancelled, DownloadError, HosterError, StorageError
+from aniworld_daemon.errors import DownloadError, HosterError, StorageError, TransferCancelled
 from aniworld_daemon.provider.hosters.base import MediaKind, MediaSource
 
 LOGGER = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ async def download(
             except asyncio.CancelledError:
                 continue  # cancelled again while waiting: the thread still has to finish first
         if not future.cancelled():
-            future.exception()  # retrieved: the thread's DownloadCancelled is expected here
+            future.exception()  # retrieved: the thread's TransferCancelled is expected here
         raise
 
 
@@ -242,7 +242,7 @@ def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, h
         err.with_traceback(None)
         gc.collect()
         LOGGER.debug("%s: download cancelled; its partial files stay in %s", stem, temp_dir)
-        raise DownloadCancelled("the download was cancelled", details={"hoster": media.hoster}) from err
+        raise TransferCancelled("the download was cancelled", details={"hoster": media.hoster}) from err
     except Exception as err:  # yt-dlp raises its DownloadError, UnavailableVideoError, plain OSError...
         raise _map_error(err, media, temp_dir) from err
     if not path.is_file():
@@ -250,7 +250,7 @@ def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, h
     if hook.cancel.cancelled:
         # Cancelled after the last progress report (e.g. during yt-dlp's HLS remux): a cancel is a cancel; the
         # finished file stays in temp_dir like any partial file, for the caller to keep or remove.
-        raise DownloadCancelled("the download was cancelled", details={"hoster": media.hoster})
+        raise TransferCancelled("the download was cancelled", details={"hoster": media.hoster})
     return path
 
 
@@ -323,32 +323,6 @@ def _scrub(message: str, media: MediaSource) -> str:
         if len(value) >= _SECRET_MIN_LENGTH:
             message = message.replace(value, "***")
     return message
-
-
-def partial_files(temp_dir: Path, stem: str) -> list[Path]:
-    """Every file in temp_dir that belongs to `stem` (the finished file, .part, .ytdl, .part-FragN, .temp...)."""
-    # <stem>[.temp|.f<format>].<ext>[.part[-Frag<N>]][.part][.ytdl]: each name yt-dlp uses, and nothing of a stem
-    # that merely starts with ours ("x" must not claim "x.5.mp4").
-    pattern = re.compile(
-        re.escape(stem) + r"(?:\.temp|\.f[\w-]+)?\.[A-Za-z0-9]+(?:\.part(?:-Frag\d+)?)?(?:\.part)?(?:\.ytdl)?"
-    )
-    try:
-        entries = list(temp_dir.iterdir())
-    except FileNotFoundError:
-        return []
-    return sorted(path for path in entries if pattern.fullmatch(path.name) and path.is_file())
-
-
-def remove_files(temp_dir: Path, stem: str) -> int:
-    """Delete partial_files(temp_dir, stem); return how many."""
-    removed = 0
-    for path in partial_files(temp_dir, stem):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue  # removed meanwhile: nothing left to do
-        removed += 1
-    return removed
 
 
 async def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:  # noqa: ASYNC109 - the API names it so

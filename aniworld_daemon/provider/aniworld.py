@@ -91,7 +91,16 @@ class AniworldProvider:
 
     def __init__(self, http: HttpClient, base_url: str) -> None:
         self._http = http
-        self.base_url = base_url.rstrip("/")
+        self._base_url = base_url.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        """The site's root address, without a trailing slash."""
+        return self._base_url
+
+    def reconfigure(self, base_url: str) -> None:
+        """Read the site at a reloaded configuration's address from now on."""
+        self._base_url = base_url.rstrip("/")
 
     async def search(self, query: str) -> list[SearchResult]:
         """Series matching `query`: the JSON search, or the site's form search when that answers no JSON array."""

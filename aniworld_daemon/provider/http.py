@@ -78,6 +78,10 @@ def count_requests() -> Iterator[RequestCounter]:
         _COUNTER.reset(token)
 
 
+# Cooldowns are timed on the monotonic clock and reported in wall time: who waits for one adds this to be sure.
+COOLDOWN_MARGIN = timedelta(milliseconds=100)
+
+
 @dataclass(frozen=True, slots=True)
 class Cooldown:
     """A host we must not contact until `until` (UTC), after `strikes` refusals in a row."""
@@ -170,6 +174,11 @@ class HttpClient:
                 budget.blocked_until_wall,
                 budget.strikes,
             )
+
+    def cooldown_end(self, host: str) -> datetime | None:
+        """When `host` may be asked again (UTC, with COOLDOWN_MARGIN added), None when it is not cooling down."""
+        ends = [cooldown.until for cooldown in self.cooldowns() if cooldown.host == host]
+        return max(ends) + COOLDOWN_MARGIN if ends else None
 
     def cooldowns(self) -> list[Cooldown]:
         """The hosts currently in cooldown, for health checks."""

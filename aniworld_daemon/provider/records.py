@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from aniworld_daemon.errors import AniworldError
 from aniworld_daemon.models import Language
+from aniworld_daemon.provider.hosters.base import MediaSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +104,13 @@ class FeedEntry:
     title: str  # the series title
     language: Language | None  # None when the row's flag is missing or unknown
     date: date | None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What one hoster link of an episode resolved to: the embed URL and the media, or the error on the way."""
+
+    link: HosterLink
+    embed_url: str | None = None
+    media: MediaSource | None = None
+    error: AniworldError | None = None

@@ -8,7 +8,8 @@ from urllib.parse import urljoin, urlsplit
 
 from aniworld_daemon.errors import ParseError
 
-_SLUG = r"[A-Za-z0-9-]+"
+# A series key: letters and digits in dash-separated words, like one-piece (no leading, trailing or double dash).
+_SLUG = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _NUMBER = r"[0-9]{1,6}"  # bounded: int() refuses digit strings of thousands of characters
 KEY_RE = re.compile(rf"^{_SLUG}$")
 SERIES_PATH_RE = re.compile(rf"^/anime/stream/(?P<key>{_SLUG})(?:/[^?#]*)?$")
@@ -18,7 +19,7 @@ EPISODE_PATH_RE = re.compile(
     rf"(?:staffel-(?P<season>{_NUMBER})/episode-(?P<number>{_NUMBER})|filme/film-(?P<film>{_NUMBER}))/?$"
 )
 # The POST search also finds seasons, episodes and non-anime pages; only series links are results.
-SEARCH_LINK_RE = re.compile(r"^/anime/stream/([a-zA-Z0-9-]+)/?$")
+SEARCH_LINK_RE = re.compile(rf"^/anime/stream/({_SLUG})/?$")
 MOVIES = 0  # movies are season 0 everywhere
 
 

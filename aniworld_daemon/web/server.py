@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +21,9 @@ from aniworld_daemon.errors import (
     StorageError,
     ValidationError,
 )
+from aniworld_daemon.health import HealthReport
+from aniworld_daemon.models import HealthStatus
+from aniworld_daemon.wire import error_json, health_json
 
 LOGGER = logging.getLogger(__name__)
 
@@ -48,22 +49,6 @@ _HTTP_CODES = {
 }
 
 
-class HealthStatus(StrEnum):
-    """Overall health as served by /health."""
-
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    UNHEALTHY = "unhealthy"
-
-
-@dataclass(frozen=True, slots=True)
-class HealthReport:
-    """The result of the health checks."""
-
-    status: HealthStatus
-    problems: tuple[str, ...] = ()
-
-
 def status_for(error: AniworldError) -> int:
     """The HTTP status for an error of the tree."""
     for cls in type(error).__mro__:
@@ -73,8 +58,8 @@ def status_for(error: AniworldError) -> int:
 
 
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
-    """The JSON error body of the API contract."""
-    return web.json_response({"error": {"code": code, "message": message, "details": details or {}}}, status=status)
+    """The JSON error body of the API contract, as a response."""
+    return web.json_response(error_json(code, message, details), status=status)
 
 
 @web.middleware
@@ -147,7 +132,5 @@ class WebServer:
 
     async def _handle_health(self, request: web.Request) -> web.Response:
         report = await self._health()
-        body: dict[str, Any] = {"status": report.status.value, "version": self._version}
-        if report.problems:
-            body["problems"] = list(report.problems)
-        return web.json_response(body, status=503 if report.status is HealthStatus.UNHEALTHY else 200)
+        status = 503 if report.status is HealthStatus.UNHEALTHY else 200
+        return web.json_response(health_json(report, self._version), status=status)

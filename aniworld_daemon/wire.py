@@ -1,0 +1,344 @@
+"""Every JSON shape the daemon serves or prints: one function per shape, plain data in, plain JSON out, no I/O.
+
+Sizes are MB of 10^6 bytes and speeds MB/s everywhere (DESIGN section 12). The CLI's `--json` output, the REST API,
+the WebSocket and MQTT all take their shapes from here, so a shape changes in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from aniworld_daemon.models import MB, Download, DownloadStatus, Episode, EpisodeState, ScanReport, Series
+from aniworld_daemon.provider.hosters import hoster_key
+
+if TYPE_CHECKING:
+    from aniworld_daemon.downloads.snapshot import QueueSnapshot
+    from aniworld_daemon.downloads.ytdlp import Progress
+    from aniworld_daemon.events import Event, EventData
+    from aniworld_daemon.health import HealthReport
+    from aniworld_daemon.provider.records import (
+        EpisodePage,
+        EpisodeSummary,
+        Resolution,
+        SearchResult,
+        SeasonPage,
+        SeriesInfo,
+    )
+    from aniworld_daemon.rescan import ScanResult
+
+
+def jsonable(value: Any) -> Any:
+    """Dataclass-dict values made JSON-safe: enums by value, datetimes in ISO 8601, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+# --- events (WebSocket, MQTT) -------------------------------------------------------------------------------------
+
+
+def event_json(event: Event[EventData]) -> dict[str, Any]:
+    """An event on the wire: `{type, seq, timestamp, data}`."""
+    return {
+        "type": event.type.value,
+        "seq": event.seq,
+        "timestamp": event.timestamp.isoformat(),
+        "data": jsonable(dataclasses.asdict(event.data)),
+    }
+
+
+# --- HTTP: errors and health --------------------------------------------------------------------------------------
+
+
+def error_json(code: str, message: str, details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The API's error body: `{"error": {code, message, details}}`."""
+    return {"error": {"code": code, "message": message, "details": dict(details or {})}}
+
+
+def health_json(report: HealthReport, version: str) -> dict[str, Any]:
+    """`GET /health`: the overall status and version, and the problems when there are any."""
+    body: dict[str, Any] = {"status": report.status.value, "version": version}
+    if report.problems:
+        body["problems"] = list(report.problems)
+    return body
+
+
+# --- the site: `search`, `info`, `episode` --------------------------------------------------------------------------
+
+
+def search_json(query: str, results: Sequence[SearchResult]) -> dict[str, Any]:
+    """`search --json`."""
+    return {
+        "query": query,
+        "results": [
+            {
+                "key": result.key,
+                "title": result.title,
+                "url": result.url,
+                "description": result.description,
+                "cover_url": result.cover_url,
+                "start_year": result.start_year,
+                "end_year": result.end_year,
+            }
+            for result in results
+        ],
+    }
+
+
+def info_json(series: SeriesInfo, seasons: Sequence[SeasonPage]) -> dict[str, Any]:
+    """`info --json`."""
+    return {
+        "key": series.key,
+        "url": series.url,
+        "title": series.title,
+        "alternative_titles": list(series.alternative_titles),
+        "start_year": series.start_year,
+        "end_year": series.end_year,
+        "description": series.description,
+        "cover_url": series.cover_url,
+        "genres": list(series.genres),
+        "fsk": series.fsk,
+        "imdb_id": series.imdb_id,
+        "seasons": [
+            {"season": page.season, "url": page.url, "episodes": [_summary_json(item) for item in page.episodes]}
+            for page in seasons
+        ],
+    }
+
+
+def _summary_json(item: EpisodeSummary) -> dict[str, Any]:
+    return {
+        "season": item.season,
+        "number": item.number,
+        "url": item.url,
+        "title_de": item.title_de,
+        "title_en": item.title_en,
+        "languages": [language.value for language in item.languages],
+        "hosters": [hoster_key(name) for name in item.hosters],
+    }
+
+
+def episode_json(page: EpisodePage, resolutions: Sequence[Resolution] = ()) -> dict[str, Any]:
+    """`episode --json` (with `--resolve`: every hoster also has `embed_url` and `media` or `error`)."""
+    resolved = {item.link: item for item in resolutions}
+    hosters = []
+    for link in page.hosters:
+        entry: dict[str, Any] = {
+            "language": link.language.value,
+            "hoster": hoster_key(link.name),
+            "name": link.name,
+            "link_id": link.link_id,
+            "redirect_url": link.redirect_url,
+        }
+        item = resolved.get(link)
+        if item is not None:
+            entry["embed_url"] = item.embed_url
+            if item.media is not None:
+                entry["media"] = {
+                    "url": item.media.url,
+                    "kind": item.media.kind.value,
+                    "headers": dict(item.media.headers),
+                }
+            if item.error is not None:
+                entry["error"] = {"code": item.error.code, "message": item.error.message}
+        hosters.append(entry)
+    return {
+        "key": page.key,
+        "season": page.season,
+        "number": page.number,
+        "url": page.url,
+        "title_de": page.title_de,
+        "title_en": page.title_en,
+        "languages": [language.value for language in page.languages],
+        "hosters": hosters,
+    }
+
+
+# --- the library: `list`, `scan`, scan reports ----------------------------------------------------------------------
+
+
+def report_json(report: ScanReport) -> dict[str, Any]:
+    """A scan report as JSON."""
+    return {
+        "id": report.id,
+        "trigger": report.trigger,
+        "status": report.status.value,
+        "started_at": report.started_at.isoformat(),
+        "finished_at": report.finished_at.isoformat() if report.finished_at else None,
+        "series_checked": report.series_checked,
+        "requests": report.requests,
+        "new_episodes": report.new_episodes,
+        "missing": report.missing,
+        "errors": report.errors,
+    }
+
+
+def _episode_json(episode: Episode) -> dict[str, Any]:
+    return {"season": episode.season, "episode": episode.number, "title": episode.display_title}
+
+
+def scan_json(result: ScanResult) -> dict[str, Any]:
+    """`scan --json`: the report and, per series, what is missing, awaiting a language and downloaded."""
+    return {
+        "report": report_json(result.report),
+        "series": [
+            {
+                "key": outcome.key,
+                "title": outcome.title,
+                "folder": outcome.folder,
+                "missing": [_episode_json(episode) for episode in outcome.missing],
+                "awaiting_language": [_episode_json(episode) for episode in outcome.awaiting_language],
+                "downloaded": outcome.downloaded,
+                "error": outcome.error,
+            }
+            for outcome in result.series
+        ],
+    }
+
+
+def series_json(rows: Sequence[tuple[Series, dict[EpisodeState, int]]]) -> list[dict[str, Any]]:
+    """`list --json`: the followed series with their settings and episode counts."""
+    return [
+        {
+            "key": series.key,
+            "title": series.title,
+            "folder": series.folder,
+            "source": series.source.value,
+            "monitored": series.monitored,
+            "languages": [language.value for language in series.languages],
+            "seasons": list(series.seasons) if series.seasons is not None else None,
+            "year_start": series.year_start,
+            "year_end": series.year_end,
+            "episodes": {state.value: count for state, count in counts.items()},
+        }
+        for series, counts in rows
+    ]
+
+
+# --- the queue: GET /api/queue/status (DESIGN section 10), `queue --json`, `download --json` ------------------------
+
+
+def _time(value: datetime | None) -> str | None:
+    """A time in ISO 8601, or None."""
+    return value.isoformat() if value else None
+
+
+def item_json(item: Download, series: Mapping[str, Series], progress: Progress | None = None) -> dict[str, Any]:
+    """One queue item; `series` gives its title and folder (a series gone from the map shows its key)."""
+    known = series.get(item.series_key)
+    return {
+        "id": item.id,
+        "serie_id": item.series_key,
+        "serie_name": known.title if known else item.series_key,
+        "serie_folder": known.folder if known else None,
+        "season": item.season,
+        "episode": item.number,
+        "status": item.status.value,
+        "priority": item.priority.value,
+        "position": item.position,
+        "language": item.language.value if item.language else None,
+        "hoster": item.hoster,
+        "attempts": item.attempts,
+        "next_attempt_at": _time(item.next_attempt_at),
+        "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
+        "progress": _progress_json(item, progress),
+        "added_at": _time(item.created_at),
+        "started_at": _time(item.started_at),
+        "completed_at": _time(item.finished_at),
+        "file_path": item.file_path,
+    }
+
+
+def _progress_json(item: Download, progress: Progress | None) -> dict[str, Any] | None:
+    if progress is None:
+        if item.status is not DownloadStatus.DOWNLOADING and not item.bytes_downloaded:
+            return None
+        total = item.bytes_total
+        done = item.bytes_downloaded
+        percent = round(100 * done / total, 1) if total else None
+        return {
+            "percent": percent,
+            "downloaded_mb": round(done / MB, 2),
+            "total_mb": _mb(total),
+            "speed_mbps": None,
+            "eta_seconds": None,
+        }
+    return {
+        "percent": round(progress.percent, 1) if progress.percent is not None else None,
+        "downloaded_mb": round(progress.downloaded_bytes / MB, 2),
+        "total_mb": _mb(progress.total_bytes),
+        "speed_mbps": round(progress.speed_bps / MB, 3) if progress.speed_bps is not None else None,
+        "eta_seconds": round(progress.eta_seconds) if progress.eta_seconds is not None else None,
+    }
+
+
+def _mb(value: int | None) -> float | None:
+    return round(value / MB, 2) if value is not None else None
+
+
+def queue_json(snapshot: QueueSnapshot, series: Mapping[str, Series]) -> dict[str, Any]:
+    """The queue: `{status: {...lists}, statistics: {...}}`."""
+    stats = snapshot.statistics
+    return {
+        "status": {
+            "is_running": snapshot.is_running,
+            "is_paused": snapshot.is_paused,
+            "pause_reason": snapshot.pause_reason.value if snapshot.pause_reason else None,
+            "active_downloads": [item_json(entry.item, series, entry.progress) for entry in snapshot.active],
+            "pending_queue": [item_json(item, series) for item in snapshot.pending],
+            "completed_downloads": [item_json(item, series) for item in snapshot.completed],
+            "failed_downloads": [item_json(item, series) for item in snapshot.failed],
+            "cancelled_downloads": [item_json(item, series) for item in snapshot.cancelled],
+        },
+        "statistics": {
+            "total_items": stats.total_items,
+            "pending_count": stats.pending_count,
+            "active_count": stats.active_count,
+            "completed_count": stats.completed_count,
+            "failed_count": stats.failed_count,
+            "cancelled_count": stats.cancelled_count,
+            "total_downloaded_mb": stats.total_downloaded_mb,
+            "average_speed_mbps": stats.average_speed_mbps,
+            "estimated_time_remaining": stats.estimated_time_remaining,
+        },
+    }
+
+
+def run_json(
+    series: Series,
+    followed: bool,
+    on_disk: Sequence[tuple[int, int]],
+    already_queued: Sequence[tuple[int, int]],
+    items: Sequence[Download],
+) -> dict[str, Any]:
+    """`download --json`: what a foreground download did."""
+    return {
+        "key": series.key,
+        "title": series.title,
+        "followed": followed,
+        "on_disk": [{"season": season, "episode": number} for season, number in on_disk],
+        "already_queued": [{"season": season, "episode": number} for season, number in already_queued],
+        "items": [
+            {
+                "id": item.id,
+                "season": item.season,
+                "episode": item.number,
+                "status": item.status.value,
+                "file_path": item.file_path,
+                "hoster": item.hoster,
+                "language": item.language.value if item.language else None,
+                "error": {"code": item.error_code, "message": item.error_message} if item.error_code else None,
+            }
+            for item in items
+        ],
+    }

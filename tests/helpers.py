@@ -1,0 +1,172 @@
+"""What test modules share that is not a fixture: ports and configs, the daemon subprocess, an event recorder, the CLI.
+
+Fixtures live in conftest.py (and import from here); test modules import these helpers from here, never from each
+other or from conftest.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeGuard, TypeVar
+
+import pytest
+
+from aniworld_daemon.app import Application
+from aniworld_daemon.events import Event, EventData
+
+ROOT = Path(__file__).resolve().parent.parent
+
+D = TypeVar("D", bound=EventData)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def minimal_config(port: int, extra: str = "") -> str:
+    """A small valid config on 127.0.0.1:port with library and data in the config's folder."""
+    return f"library:\n  path: ./library\ndata_dir: ./data\napi:\n  host: 127.0.0.1\n  port: {port}\n{extra}"
+
+
+def _is_of(event: Event[EventData], kind: type[D]) -> TypeGuard[Event[D]]:
+    return isinstance(event.data, kind)
+
+
+class Recorder:
+    """Every event of the bus, in order: `bus.subscribe(recorder)`, then `recorder.of(DownloadFailed)`."""
+
+    def __init__(self) -> None:
+        self.events: list[Event[EventData]] = []
+
+    def __call__(self, event: Event[EventData]) -> None:
+        """Record one event."""
+        self.events.append(event)
+
+    def of(self, kind: type[D]) -> list[Event[D]]:
+        """The events whose payload is a `kind` (a payload class of aniworld_daemon.events), typed as such."""
+        return [event for event in self.events if _is_of(event, kind)]
+
+
+class StartApp(Protocol):
+    """The `start_app` fixture: start a real Application on `minimal_config(port, extra)`."""
+
+    async def __call__(self, extra: str = "", events: Recorder | None = None) -> Application: ...
+
+
+async def cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run `aniworld-daemon ARGS` and return (exit status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aniworld_daemon",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def ffprobe(path: Path) -> dict[str, Any]:
+    """ffprobe's JSON view of a media file."""
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return dict(json.loads(result.stdout))
+
+
+def query(database: Path, sql: str, *values: object) -> list[tuple[Any, ...]]:
+    """Rows of one query on a read-only connection (safe while the daemon runs: SQLite WAL)."""
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)
+    try:
+        return connection.execute(sql, values).fetchall()
+    finally:
+        connection.close()
+
+
+class Daemon:
+    """`aniworld-daemon run` as a real subprocess, with its stderr captured to a file."""
+
+    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
+        self.config_file = config_file
+        self.log_file = config_file.parent / "daemon.log"
+        self._log = self.log_file.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aniworld_daemon", "run", "-c", str(config_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            env={**os.environ, **(env or {})},
+            cwd=config_file.parent,
+        )
+
+    @property
+    def log(self) -> str:
+        """Everything the daemon logged so far."""
+        return self.log_file.read_text(encoding="utf-8", errors="replace")
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send a signal to the daemon."""
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit status."""
+        return self.process.wait(timeout=timeout)
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> None:
+        """Wait until `text` appears in the log (bounded), or fail with the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log:
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f"{text!r} not logged within {timeout}s; log:\n{self.log}")
+
+    async def until(self, check: Callable[[], bool], what: str, seconds: float, poll: float = 0.05) -> None:
+        """Poll `check` without blocking the loop; fail with the log on timeout or when the daemon exits.
+
+        Async, unlike wait_for_log(): an in-process fake site shares the loop and must keep answering.
+        """
+        deadline = time.monotonic() + seconds
+        while not check():
+            if self.process.poll() is not None:
+                pytest.fail(f"the daemon exited ({self.process.returncode}) while waiting for {what}:\n{self.log}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {seconds} s waiting for {what}:\n{self.log}")
+            await asyncio.sleep(poll)
+
+    async def exited(self, seconds: float) -> int:
+        """The exit status, awaited without blocking the loop."""
+        deadline = time.monotonic() + seconds
+        while (status := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the daemon did not exit within {seconds} s:\n{self.log}")
+            await asyncio.sleep(0.05)
+        return status
+
+    def close(self) -> None:
+        """Kill the daemon if it still runs and close the log."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
