@@ -26,14 +26,14 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
 from aniworld_daemon.downloads import ytdlp
 from aniworld_daemon.downloads.job import candidates
-from aniworld_daemon.events import DownloadComplete, DownloadFailed, Event, EventType
+from aniworld_daemon.events import DownloadComplete, DownloadFailed, Event, EventData
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.hosters import HosterRegistry
 from aniworld_daemon.provider.hosters.base import MediaSource
 from aniworld_daemon.provider.http import HttpClient
-from tests.conftest import free_port
 from tests.fakesite.core import CHUNK, Knobs, Media, RequestRecord, ensure_media
 from tests.fakesite.server import FakeSite
+from tests.helpers import free_port
 
 TARGET_RATIO = 1.05
 TARGET_SPEEDUP = 2.7
@@ -151,7 +151,7 @@ async def run_daemon(site: FakeSite, root: Path, episodes: Sequence[Place], conc
         failures: list[str] = []
         finished = asyncio.Event()
 
-        def on_event(event: Event) -> None:
+        def on_event(event: Event[EventData]) -> None:
             if isinstance(event.data, DownloadComplete):
                 completed.append(time.monotonic())
             elif isinstance(event.data, DownloadFailed):
@@ -161,7 +161,7 @@ async def run_daemon(site: FakeSite, root: Path, episodes: Sequence[Place], conc
             if len(completed) + len(failures) >= len(episodes):
                 finished.set()
 
-        app.bus.subscribe(on_event, (EventType.DOWNLOAD_COMPLETE, EventType.DOWNLOAD_FAILED))
+        app.bus.subscribe(on_event, DownloadComplete, DownloadFailed)
         site.log.clear()
         start = time.monotonic()
         for key in dict.fromkeys(key for key, _, _ in episodes):

@@ -1,0 +1,53 @@
+"""The benchmarks still run: each one's `--quick` smoke run as a subprocess, exit status 0 and its figures printed.
+
+Figures are not judged here (benchmarks print figures, never pass/fail); this only keeps `bench/` from rotting while
+the package changes under it, as bench/rescan.py did once the daemon started downloading during its rescans.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+SECONDS = 150  # a quick run takes a few seconds (parse) to ~30 s (download); generous for a loaded 2-core machine
+
+# bench module -> patterns its output must contain: the lines that carry its figures.
+FIGURES = {
+    "parse": [
+        r"season page \(1,000 episodes\) +\d+kB +[\d.]+ms +[\d.]+ms +[\d.]+x",
+        r"BeautifulSoup\(season page, 'lxml'\) tree alone: \d+ ms median, [\d.]+x our whole parse",
+    ],
+    "rescan": [
+        r"full \(first\) +[\d.]+s +\d+ +[\d.]+s +[\d.]+x +\d+ +complete",
+        r"incremental requests: \d+ = 1 feed \+ \d+ \(running: \d+\)",
+        r"full rescan: [\d.]+x the politeness limit",
+        r"incremental: \d+ requests / [\d.]+s with \d+ episodes per series, \d+ requests / [\d.]+s with \d+",
+    ],
+    "download": [
+        r"ratio daemon / CLI: [\d.]+x",
+        r"speedup of 3 parallel downloads: [\d.]+x",
+    ],
+}
+
+
+@pytest.mark.timeout(SECONDS + 30)
+@pytest.mark.parametrize("bench", list(FIGURES))
+def test_quick_run_prints_its_figures(bench: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{bench}", "--quick"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+    for pattern in FIGURES[bench]:
+        assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
