@@ -19,9 +19,10 @@ class JournalFormatter(logging.Formatter):
     """`<priority>logger: message` lines so journald keeps the level; journald adds the time itself."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Prefix the syslog priority of the record's level."""
+        """Prefix the syslog priority of the record's level to every line (a traceback's lines too)."""
         priority = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
-        return f"<{priority}>{super().format(record)}"
+        # journald makes an entry of each line: without its own prefix a traceback line would be logged at info.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
 def logging_to_journal() -> bool:

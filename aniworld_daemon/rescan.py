@@ -233,7 +233,10 @@ class Rescanner:
             code, message = err.code, err.message
         else:
             code, message = "internal_error", f"unexpected error: {err!r}"
-        LOGGER.error("Rescan %s failed: %s", report.id[:8], message, exc_info=not isinstance(err, AniworldError))
+        if isinstance(err, asyncio.CancelledError):
+            LOGGER.warning("Rescan %s stopped: %s", report.id[:8], message)  # expected at shutdown: no traceback
+        else:
+            LOGGER.error("Rescan %s failed: %s", report.id[:8], message, exc_info=not isinstance(err, AniworldError))
         failed = replace(
             report, status=ScanStatus.FAILED, finished_at=_utcnow(), requests=requests, errors={"": message}
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,11 @@ def test_the_cli_changes_state_through_the_table(
         return await original(self, name, arguments)
 
     monkeypatch.setattr(CommandTable, "call", spy)
+    # main() sets up logging to this test's captured stderr: the handlers and levels go back after the test.
+    for name in ("", "aiohttp.access", "aiosqlite", "apscheduler"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", list(logger.handlers))
+        monkeypatch.setattr(logger, "level", logger.level)
 
     assert main(["scan", "--json", "-c", str(config_file)]) == 0
     assert main(["remove", "nobody-follows-this", "-c", str(config_file)]) == 1

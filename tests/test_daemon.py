@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aniworld_daemon import __version__
+from aniworld_daemon.log import JournalFormatter
 from tests.helpers import Daemon, minimal_config
 
 STOP_LIMIT = 5.0  # seconds from SIGTERM to exit
@@ -176,3 +178,15 @@ def test_version() -> None:
         [sys.executable, "-m", "aniworld_daemon", "--version"], capture_output=True, text=True, timeout=30, check=True
     )
     assert result.stdout.strip() == f"aniworld-daemon {__version__}"
+
+
+def test_a_traceback_keeps_its_priority_in_the_journal() -> None:
+    """journald makes an entry of each line: every line of a logged traceback carries the record's priority."""
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("aniworld_daemon.x", logging.ERROR, __file__, 1, "it failed", None, sys.exc_info())
+    lines = JournalFormatter("%(name)s: %(message)s").format(record).splitlines()
+    assert lines[0] == "<3>aniworld_daemon.x: it failed"
+    assert len(lines) > 3
+    assert all(line.startswith("<3>") for line in lines), lines

@@ -211,6 +211,11 @@ async def test_an_episode_fails_after_its_retries(start_engine: StartEngine, fak
     [item] = await app.downloader.add(KEY, [(1, 1)])
     [done] = await finished(app, item.id)
 
+    async def failure_announced() -> bool:
+        # The row turns `failed` before the history and the event are written: wait for the last of them.
+        return any(not event.data.will_retry for event in events.of(DownloadFailed))
+
+    await until(failure_announced, what="the final download_failed event")
     assert done.status is DownloadStatus.FAILED
     assert done.attempts == 2
     assert done.error_code == "download_error"
