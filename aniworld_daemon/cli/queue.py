@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from aniworld_daemon import wire
@@ -80,7 +81,7 @@ async def download(
         if not places:
             what = f"S{season or 0:02d}E{episode:02d}" if episode is not None else "no episodes"
             raise NotFoundError(f"{series.title} has {what} on the site", details={"key": key})
-        on_disk = await asyncio.to_thread(_on_disk, config, series)
+        on_disk = await asyncio.to_thread(_on_disk, config.library.path, app.series.template, series)
         wanted = [entry for entry in places if entry not in on_disk]
         episodes = [{"season": number, "episode": item} for number, item in wanted]
         added: list[Download] = await app.commands.call(
@@ -108,11 +109,10 @@ async def download(
         )
 
 
-def _on_disk(config: Config, series: Series) -> set[Place]:
-    root = config.library.path
+def _on_disk(root: Path, template: NamingTemplate, series: Series) -> set[Place]:
     if not series.folder or not library_path(root, series.folder).is_dir():
         return set()
-    scan = scan_folder(root, series.folder, NamingTemplate(config.library.naming), naming_of(series))
+    scan = scan_folder(root, series.folder, template, naming_of(series))
     return {(file.season, file.number) for file in scan.files}
 
 
