@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 
 from aniworld_daemon.downloads.tempfiles import partial_files, remove_files
+from aniworld_daemon.downloads.verify import MediaInfo, probe
 from aniworld_daemon.downloads.ytdlp import (
     PROGRESS_INTERVAL,
     CancelToken,
-    MediaInfo,
     Progress,
     YtdlpOptions,
     download,
-    probe,
 )
 from aniworld_daemon.errors import DownloadError, HosterError, StorageError, TransferCancelled
 from aniworld_daemon.provider.hosters import MediaKind, MediaSource

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads import verify, ytdlp
 from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import (
     AniworldError,
@@ -140,7 +140,7 @@ class EpisodeJob:
                 control.failures.append((name, err))
             else:
                 try:
-                    info = await ytdlp.probe(file)
+                    info = await verify.probe(file)
                 except DownloadError as err:
                     # The hoster served something that is not a playable video: another hoster may do better.
                     await self._temp.remove([item.id])
