@@ -51,7 +51,9 @@ class Application:
         self.temp = TempFiles(config.library.path)
         self.downloader = Downloader(self.db, self.provider, self.http, self.bus, self.series, config, self.temp)
         # auto_download: each rescan hands its missing episodes to the download queue.
-        self.rescanner = Rescanner(self.db, self.provider, self.bus, self.series, config, queue=self.downloader)
+        self.rescanner = Rescanner(
+            self.db, self.provider, self.bus, self.series, config, queue=self.downloader, temp=self.temp
+        )
         self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
         self.commands = build_command_table(self.downloader, self.series, self.rescanner, self.provider)
         self.health = HealthChecks(self.db, self.http, config.library.path, [self.downloader.problems])
@@ -71,7 +73,9 @@ class Application:
             await self._prepare_directories()
             await self._start_step("store", self.db.open, self.db.close)
             await self._start_step("http", self.http.start, self.http.close)
-            await self._start_step("series", self._sync_series, self.rescanner.stop)
+            await self._start_step("series", self._sync_series, _nothing)
+            # A report left `running` by a kill becomes `interrupted` before any new rescan can start.
+            await self._start_step("rescans", self.rescanner.recover, self.rescanner.stop)
             # Before the scheduler: a start-up rescan queues into a restored queue.
             await self._start_step("downloader", self.downloader.start, self.downloader.stop)
             await self._start_step("scheduler", self._start_scheduler, self.scheduler.stop)
@@ -258,3 +262,7 @@ async def open_site(config: ProviderConfig) -> AsyncIterator[tuple[HttpClient, A
     """A started HTTP client and the provider on it, closed on exit: the CLI's site commands need no config file."""
     async with HttpClient(config) as http:
         yield http, AniworldProvider(http, config.base_url)
+
+
+async def _nothing() -> None:
+    """The stop of a start step that leaves nothing running."""

@@ -74,6 +74,12 @@ class TransferCancelled(DownloadError):
     code = "download_cancelled"
 
 
+class ImportRefused(DownloadError):
+    """A finished download is not what its source promised (container, length or duration): it is not imported."""
+
+    code = "import_refused"
+
+
 class NoWantedLanguage(DownloadError):
     """The episode page offers no hoster in any wanted language: the episode waits (`awaiting_language`)."""
 

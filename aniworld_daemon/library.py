@@ -229,12 +229,13 @@ def show_nfo(metadata: ShowMetadata) -> bytes:
     return document + b"\n"
 
 
-def write_show_nfo(folder: Path, metadata: ShowMetadata) -> bool:
+def write_show_nfo(folder: Path, metadata: ShowMetadata, temp_dir: Path) -> bool:
     """Write folder/tvshow.nfo (Kodi XML, UTF-8) atomically unless it exists; returns whether it wrote.
 
-    Creates the folder. An existing file, maybe the user's own, is never replaced.
+    Creates the folder. An existing file, maybe the user's own, is never replaced. The temp file is written in
+    `temp_dir` (the library's temp dir), so a kill leaves nothing in the series folder.
     """
-    return _write_once(folder / NFO_NAME, show_nfo(metadata))
+    return _write_once(folder / NFO_NAME, show_nfo(metadata), temp_dir)
 
 
 def needs_poster(folder: Path) -> bool:
@@ -242,14 +243,14 @@ def needs_poster(folder: Path) -> bool:
     return not (folder / POSTER_NAME).exists()
 
 
-def write_poster(folder: Path, data: bytes) -> bool:
-    """Write folder/poster.jpg once, atomically; False when it exists."""
+def write_poster(folder: Path, data: bytes, temp_dir: Path) -> bool:
+    """Write folder/poster.jpg once, atomically (through `temp_dir`); False when it exists."""
     if not data:
         raise ValueError("refusing to write an empty poster")
-    return _write_once(folder / POSTER_NAME, data)
+    return _write_once(folder / POSTER_NAME, data, temp_dir)
 
 
-def _write_once(path: Path, data: bytes) -> bool:
+def _write_once(path: Path, data: bytes, temp_dir: Path) -> bool:
     """Write `path` atomically unless it exists (a file the user put there wins); creates its folder."""
     # The rescan is the only writer of these files, so checking first is enough; a user's own file is never replaced.
     if path.exists():
@@ -258,5 +259,5 @@ def _write_once(path: Path, data: bytes) -> bool:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StorageError(f"cannot create {path.parent}: {err.strerror or err}") from err
-    write_file_atomic(path, data)
+    write_file_atomic(path, data, temp_dir)
     return True

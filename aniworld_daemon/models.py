@@ -81,6 +81,7 @@ class ScanStatus(StrEnum):
     COMPLETE = "complete"
     PARTIAL = "partial"  # some requests were refused (cooldown) or some series failed
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the daemon was killed while it ran; found `running` at the next start
 
 
 class PauseReason(StrEnum):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from aniworld_daemon.config import Config
+from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import AniworldError, Blocked, NotFoundError, ProviderError, StorageError, Unreachable
 from aniworld_daemon.events import (
     EpisodesFound,
@@ -153,6 +154,7 @@ class Rescanner:
         config: Config,
         *,
         queue: MissingEpisodeQueue | None = None,
+        temp: TempFiles,
     ) -> None:
         self._db = db
         self._provider = provider
@@ -160,6 +162,7 @@ class Rescanner:
         self._series = series
         self._config = config
         self._queue = queue
+        self._temp = temp  # NFO and poster are written through the library's temp dir
         self._task: asyncio.Task[ScanResult] | None = None
 
     def reconfigure(self, config: Config) -> None:
@@ -192,6 +195,12 @@ class Rescanner:
             LOGGER.info("A rescan is already running; the %s request joins it", trigger)
         # Shielded: a caller that gives up (a cancelled API request) does not cancel the scan the others wait for.
         return await asyncio.shield(self._task)
+
+    async def recover(self) -> None:
+        """At the daemon's start: a scan report left `running` by a kill is `interrupted` (none can run yet)."""
+        count = await self._db.interrupt_running_scans(_utcnow())
+        if count:
+            LOGGER.warning("%d rescan(s) were interrupted when the daemon last stopped", count)
 
     async def stop(self) -> None:
         """Cancel a running rescan (at shutdown); its report is stored as failed."""
@@ -570,9 +579,10 @@ class Rescanner:
             key=series.key,
         )
         try:
-            await asyncio.to_thread(write_show_nfo, folder, metadata)
+            await asyncio.to_thread(write_show_nfo, folder, metadata, self._temp.folder)
             if series.cover_url and run.halted is None and await asyncio.to_thread(needs_poster, folder):
-                await asyncio.to_thread(write_poster, folder, await self._provider.cover(series.cover_url))
+                cover = await self._provider.cover(series.cover_url)
+                await asyncio.to_thread(write_poster, folder, cover, self._temp.folder)
         except ProviderError as err:
             LOGGER.info("No poster for %s yet: %s", series.key, err.message)
         except OSError as err:

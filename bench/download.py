@@ -24,7 +24,7 @@ from pathlib import Path
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
-from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads import verify
 from aniworld_daemon.downloads.job import candidates
 from aniworld_daemon.events import DownloadComplete, DownloadFailed, Event, EventData
 from aniworld_daemon.provider.aniworld import AniworldProvider
@@ -240,11 +240,11 @@ async def run_cli(site: FakeSite, root: Path, sources: Sequence[MediaSource]) ->
 
 
 async def probe_ms(media: Media, runs: int = 5) -> float:
-    """The median time of one `ytdlp.probe` (ffprobe) of the fake MP4, in milliseconds."""
+    """The median time of one `verify.probe` (ffprobe) of the fake MP4, in milliseconds."""
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        await ytdlp.probe(media.mp4)
+        await verify.probe(media.mp4)
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
 

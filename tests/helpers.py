@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, TypeVar
 
@@ -23,6 +23,7 @@ import pytest
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.events import Event, EventData
+from aniworld_daemon.models import Download, DownloadStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,6 +103,12 @@ def query(database: Path, sql: str, *values: object) -> list[tuple[Any, ...]]:
         connection.close()
 
 
+def integrity(database: Path) -> str:
+    """SQLite's integrity check of the daemon's database (read-only: works on a crashed WAL database too)."""
+    [(result,)] = query(database, "PRAGMA integrity_check")
+    return str(result)
+
+
 class Daemon:
     """`aniworld-daemon run` as a real subprocess, with its stderr captured to a file."""
 
@@ -170,3 +177,26 @@ class Daemon:
             self.process.kill()
             self.process.wait(timeout=10)
         self._log.close()
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
+    """Poll `check` every 50 ms until it is true; fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def finished(app: Application, *ids: str, within: float = 30.0) -> list[Download]:
+    """Wait until these items are completed, failed or cancelled; return them."""
+
+    async def done() -> bool:
+        items = [await app.db.get_download(item_id) for item_id in ids]
+        return all(
+            item is not None and item.status not in (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING)
+            for item in items
+        )
+
+    await until(done, within, f"downloads {', '.join(ids)} to finish")
+    return [item for item in [await app.db.get_download(item_id) for item_id in ids] if item is not None]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -28,10 +27,10 @@ from aniworld_daemon.events import (
     QueuePaused,
     QueueResumed,
 )
-from aniworld_daemon.models import Download, DownloadStatus, EpisodeState, HistoryKind, Priority
+from aniworld_daemon.models import DownloadStatus, EpisodeState, HistoryKind, Priority
 from aniworld_daemon.wire import queue_json
 from tests.fakesite.server import FakeSite
-from tests.helpers import Recorder, StartApp, cli, ffprobe, minimal_config
+from tests.helpers import Recorder, StartApp, cli, ffprobe, finished, minimal_config, until
 
 KEY = "blade-of-dawn"  # season 1: de-dub on voe and vidoza, de-sub on voe, filemoon and doodstream
 MP4_HOSTERS = "[doodstream, vidoza, filemoon, voe]"
@@ -64,29 +63,6 @@ def start_engine(fakesite: FakeSite, start_app: StartApp) -> StartEngine:
         return app, events
 
     return start
-
-
-async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:
-    """Poll `check` every 50 ms until it is true; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def finished(app: Application, *ids: str, within: float = 30.0) -> list[Download]:
-    """Wait until these items are completed, failed or cancelled; return them."""
-
-    async def done() -> bool:
-        items = [await app.db.get_download(item_id) for item_id in ids]
-        return all(
-            item is not None and item.status not in (DownloadStatus.PENDING, DownloadStatus.DOWNLOADING)
-            for item in items
-        )
-
-    await until(done, within, f"downloads {', '.join(ids)} to finish")
-    return [item for item in [await app.db.get_download(item_id) for item_id in ids] if item is not None]
 
 
 async def making_progress(app: Application, events: Recorder) -> None:
@@ -548,7 +524,8 @@ async def test_shutdown_stores_active_downloads_as_pending(start_engine: StartEn
     assert kept.status is DownloadStatus.PENDING
     assert kept.attempts == 0
     assert kept.bytes_downloaded > 0
-    assert temp_files(app) == [f"{item.id}.mp4.part"]
+    # the partial file, and what its source promised (its full length: the gate checks the resumed file against it)
+    assert temp_files(app) == [f"{item.id}.mp4.part", f"{item.id}.source.json"]
 
 
 async def test_start_resets_interrupted_items_and_removes_orphan_temp_files(

@@ -630,7 +630,7 @@ METADATA = ShowMetadata(
 
 def test_show_nfo_content(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "Kaguya-sama"
-    assert write_show_nfo(folder, METADATA) is True
+    assert write_show_nfo(folder, METADATA, tmp_path / TEMP_DIR_NAME) is True
     root = ET.fromstring((folder / "tvshow.nfo").read_bytes())
     assert root.tag == "tvshow"
     assert root.findtext("title") == "Kaguya-sama: <Love> & War"
@@ -645,7 +645,7 @@ def test_show_nfo_content(tmp_path: Path) -> None:
 
 def test_show_nfo_without_optional_fields(tmp_path: Path) -> None:
     metadata = ShowMetadata("Show", None, "", (), None, None, "show")
-    write_show_nfo(tmp_path, metadata)
+    write_show_nfo(tmp_path, metadata, tmp_path / TEMP_DIR_NAME)
     root = ET.fromstring((tmp_path / "tvshow.nfo").read_bytes())
     assert [element.tag for element in root] == ["title", "plot", "uniqueid"]
     assert root.find("uniqueid") is not None
@@ -654,18 +654,18 @@ def test_show_nfo_without_optional_fields(tmp_path: Path) -> None:
 
 def test_show_nfo_is_written_once(tmp_path: Path) -> None:
     (tmp_path / "tvshow.nfo").write_text("<tvshow><title>Mine</title></tvshow>", encoding="utf-8")
-    assert write_show_nfo(tmp_path, METADATA) is False
+    assert write_show_nfo(tmp_path, METADATA, tmp_path / TEMP_DIR_NAME) is False
     assert (tmp_path / "tvshow.nfo").read_text(encoding="utf-8") == "<tvshow><title>Mine</title></tvshow>"
 
 
 def test_poster_is_written_once(tmp_path: Path) -> None:
     assert needs_poster(tmp_path / "Show") is True
-    assert write_poster(tmp_path / "Show", b"\xff\xd8first") is True
+    assert write_poster(tmp_path / "Show", b"\xff\xd8first", tmp_path / TEMP_DIR_NAME) is True
     assert needs_poster(tmp_path / "Show") is False
-    assert write_poster(tmp_path / "Show", b"\xff\xd8second") is False
+    assert write_poster(tmp_path / "Show", b"\xff\xd8second", tmp_path / TEMP_DIR_NAME) is False
     assert (tmp_path / "Show" / "poster.jpg").read_bytes() == b"\xff\xd8first"
     with pytest.raises(ValueError, match="empty"):
-        write_poster(tmp_path / "Other", b"")
+        write_poster(tmp_path / "Other", b"", tmp_path / TEMP_DIR_NAME)
 
 
 def test_atomic_write_replaces_and_honours_the_umask(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from aniworld_daemon.models import Language
 from tests.fakesite.catalog import Link
 from tests.fakesite.core import CHUNK, RequestRecord
 from tests.fakesite.server import FakeSite
-from tests.helpers import Daemon, ffprobe, minimal_config, query
+from tests.helpers import Daemon, ffprobe, integrity, minimal_config, query
 
 SERIES = "die-kleinen-baeren"  # season 1: three episodes, German dub on every hoster (doodstream among them)
 HOSTER = "doodstream"  # MP4: a resume is one visible `Range: bytes=N-` request
@@ -166,12 +166,6 @@ def assert_library_clean(setup: Setup) -> list[Path]:
     return videos
 
 
-def integrity(database: Path) -> str:
-    """SQLite's integrity check of the daemon's database (read-only: works on a crashed WAL database too)."""
-    [(result,)] = query(database, "PRAGMA integrity_check")
-    return str(result)
-
-
 def range_start(record: RequestRecord) -> int:
     """The first byte a media request asked for (0 without a Range header)."""
     match = re.fullmatch(r"bytes=(\d+)-\d*", record.headers.get("Range", ""))
@@ -267,8 +261,10 @@ async def kill_at(
         assert parts(setup) == {}, "the kill came after the first media byte"
         return Kill(number, 0, at)
     if moment == "verify":
-        # The download is complete and not yet imported: only the finished file is in the temp dir.
-        [finished] = setup.temp.iterdir()
+        # The download is complete and not yet imported: only the finished file is in the temp dir, beside what its
+        # source promised (the length the gate checks it against after the restart).
+        finished, promise = sorted(setup.temp.iterdir(), key=lambda path: path.name.endswith(".source.json"))
+        assert promise.name.endswith(".source.json"), promise.name
         item, _, extension = finished.name.partition(".")
         assert extension == "mp4", finished.name
         return Kill(ids[item][1], 0, at)

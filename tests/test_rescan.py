@@ -319,7 +319,7 @@ async def test_auto_download_hands_missing_episodes_to_the_queue(
         "  - the-ogres-bride\n  - blade-of-dawn\n", extra="downloads:\n  auto_download: true\n  auto_start: false\n"
     )
     queue = RecordingQueue()
-    rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue)
+    rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue, temp=app.temp)
 
     dry = await rescanner.rescan("manual", dry_run=True)
     assert queue.calls == []
@@ -338,7 +338,7 @@ async def test_auto_download_hands_missing_episodes_to_the_queue(
 async def test_auto_download_off_hands_nothing(start_following: StartFollowing) -> None:
     app = await start_following("  - the-ogres-bride\n", extra="downloads:\n  auto_download: false\n")
     queue = RecordingQueue()
-    rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue)
+    rescanner = Rescanner(app.db, app.provider, app.bus, app.series, app.config, queue=queue, temp=app.temp)
     result = await rescanner.rescan("manual")
     assert result.series[0].missing
     assert queue.calls == []
@@ -410,7 +410,9 @@ async def test_an_unreadable_folder_keeps_its_episodes(
     monkeypatch.setattr(os, "scandir", scandir)
     queue = RecordingQueue()
     config = replace(app.config, downloads=replace(app.config.downloads, auto_download=True))
-    second = await Rescanner(app.db, app.provider, app.bus, app.series, config, queue=queue).rescan("manual")
+    second = await Rescanner(app.db, app.provider, app.bus, app.series, config, queue=queue, temp=app.temp).rescan(
+        "manual"
+    )
 
     blade = outcome(second, "blade-of-dawn")
     assert blade.error is not None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from aniworld_daemon.downloads.tempfiles import partial_files, remove_files
-from aniworld_daemon.downloads.verify import MediaInfo, probe
+from aniworld_daemon.downloads.verify import MediaInfo, SourcePromise, probe
 from aniworld_daemon.downloads.ytdlp import (
     PROGRESS_INTERVAL,
     CancelToken,
@@ -128,19 +128,33 @@ async def test_download_gives_one_playable_file_and_writes_nothing_elsewhere(
     """MP4 and HLS end as temp_dir/<stem>.mp4 that probes like the source; no other file anywhere."""
     recorder = ProgressRecorder()
 
-    path = await download(
-        SOURCES[kind](fakesite), temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken()
+    source = SOURCES[kind](fakesite)
+    stored: list[SourcePromise] = []
+    result = await download(
+        source,
+        temp_dir,
+        STEM,
+        options=QUICK,
+        on_progress=recorder,
+        cancel=CancelToken(),
+        on_promise=stored.append,
     )
+    path = result.path
 
     assert path == temp_dir / f"{STEM}.mp4"  # HLS too: yt-dlp remuxes the MPEG-TS stream into MP4 by itself
     assert listing(temp_dir) == partial_files(temp_dir, STEM) == [path]
     assert [listing(folder) for folder in elsewhere] == [[], [], []]
     info = await probe(path)
-    source = await probe(media.mp4)
+    original = await probe(media.mp4)
     assert info.duration == pytest.approx(media.duration, abs=0.5)
-    assert (info.video_codec, info.width, info.height) == (source.video_codec, source.width, source.height)
+    assert (info.video_codec, info.width, info.height) == (original.video_codec, original.width, original.height)
     if kind is MediaKind.MP4:
         assert path.read_bytes() == media.mp4.read_bytes()
+        # The announced length, handed on once, before the end, so it can be stored for a resume after a kill
+        assert stored == [result.promise] == [SourcePromise(source.hoster, size=media.mp4.stat().st_size)]
+    else:
+        # The playlist's duration in whole seconds, as yt-dlp reads it
+        assert stored == [result.promise] == [SourcePromise(source.hoster, duration=float(int(media.duration)))]
     last = recorder.progress[-1]
     assert last.downloaded_bytes == last.total_bytes == media_size(media, kind)
     assert last.percent == 100.0
@@ -174,7 +188,7 @@ async def test_rate_limit_is_honoured(fakesite: FakeSite, media: Media, temp_dir
     rate = int(size / 1.5)
     started = time.monotonic()
 
-    path = await download(
+    downloaded = await download(
         mp4_source(fakesite),
         temp_dir,
         STEM,
@@ -182,6 +196,7 @@ async def test_rate_limit_is_honoured(fakesite: FakeSite, media: Media, temp_dir
         on_progress=lambda _: None,
         cancel=CancelToken(),
     )
+    path = downloaded.path
 
     assert time.monotonic() - started >= size / rate * 0.7
     assert path.stat().st_size == size
@@ -254,7 +269,9 @@ async def test_a_cancelled_download_resumes_with_a_range_request(
     fakesite.knobs.bandwidth = None
     fakesite.log.clear()
 
-    path = await download(source, temp_dir, STEM, options=QUICK, on_progress=lambda _: None, cancel=CancelToken())
+    path = (
+        await download(source, temp_dir, STEM, options=QUICK, on_progress=lambda _: None, cancel=CancelToken())
+    ).path
 
     ranged = [(record.status, record.headers.get("Range")) for record in fakesite.log.select(source.hoster)]
     assert (206, f"bytes={kept}-") in ranged
@@ -271,14 +288,16 @@ async def test_a_finished_file_is_not_downloaded_again(
     """A stem whose file is complete (say the daemon stopped before moving it) is returned without a media fetch."""
     source = SOURCES[kind](fakesite)
     first = await download(source, temp_dir, STEM, options=QUICK, on_progress=lambda _: None, cancel=CancelToken())
-    before = first.stat()
+    before = first.path.stat()
     fakesite.log.clear()
     recorder = ProgressRecorder()
 
-    again = await download(source, temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken())
+    again = await download(
+        source, temp_dir, STEM, options=QUICK, on_progress=recorder, cancel=CancelToken(), promise=first.promise
+    )
 
-    assert again == first
-    after = again.stat()
+    assert again == first  # the same file, and the promise the caller stored (HLS: read again from the playlist)
+    after = again.path.stat()
     assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
     # One report, the final one: no bytes were fetched (the generic extractor still opens an MP4 once to read its
     # Content-Type, and reads the playlists of an HLS stream, but no segment).

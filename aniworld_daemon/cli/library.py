@@ -1,4 +1,4 @@
-"""The library's CLI commands (`add`, `remove`, `list`, `scan`): through the daemon's parts, not its servers."""
+"""The library's CLI commands (`add`, `remove`, `list`, `scan`, `scans`): through the daemon's parts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.cli.output import cut
 from aniworld_daemon.config import Config
 from aniworld_daemon.events import Event, ScanProgress
-from aniworld_daemon.models import Episode, EpisodeState, Series
+from aniworld_daemon.models import Episode, EpisodeState, ScanReport, Series
 from aniworld_daemon.rescan import ScanResult, SeriesScan
 
 
@@ -138,4 +138,34 @@ def series_text(rows: Sequence[tuple[Series, dict[EpisodeState, int]]]) -> str:
             f"{cut(series.key, 32):<32} {cut(series.title, 36):<36} {counts[EpisodeState.DOWNLOADED]:>7}"
             f" {counts[EpisodeState.MISSING]:>7}  {series.source.value}{paused}"
         )
+    return "\n".join(lines)
+
+
+# --- `scans` ---------------------------------------------------------------------------------------------------------
+
+
+async def scan_reports(config: Config, limit: int) -> list[ScanReport]:
+    """The latest stored scan reports, newest first (read-only: works next to a running daemon)."""
+    async with Application(config).components() as app:
+        return await app.db.list_scans(limit)
+
+
+def reports_text(reports: Sequence[ScanReport]) -> str:
+    """`scans`: one line per report, then its errors indented."""
+    if not reports:
+        return "No rescan has run yet."
+    lines = []
+    for report in reports:
+        took = (
+            f", {(report.finished_at - report.started_at).total_seconds():.1f} s"
+            if report.finished_at is not None
+            else ""
+        )
+        missing = sum(report.missing.values())
+        lines.append(
+            f"{report.started_at.astimezone():%Y-%m-%d %H:%M:%S}  {report.trigger:<8} {report.status.value:<11} "
+            f"{report.series_checked} series · {report.requests} requests · {report.new_episodes} new · "
+            f"{missing} missing{took}"
+        )
+        lines += [f"    {key or 'scan'}: {message}" for key, message in sorted(report.errors.items())]
     return "\n".join(lines)

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("keys", metavar="KEY", nargs="*", help="only these series (default: every monitored one)")
     scan.add_argument("--dry-run", action="store_true", help="write nothing into the library and queue nothing")
     scan.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    scans = commands.add_parser("scans", parents=[common], help="show the stored reports of the latest rescans")
+    scans.add_argument("--limit", type=_count, default=10, help="how many reports, newest first (default 10)")
+    scans.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
     fetch = commands.add_parser(
         "download", parents=[common], help="download missing episodes now, in the foreground, with progress"
     )
@@ -101,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _season_number(text: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a season number like 1 (0 = the movies), got {text!r}")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to 1000, got {text!r}")
     return int(text)
 
 
@@ -186,7 +195,7 @@ def _load(path: Path) -> Config | None:
 
 
 def _library_command(args: argparse.Namespace) -> int:
-    """Run `add`, `remove`, `list` or `scan` on the configured data dir; errors are one line, exit status 1."""
+    """Run `add`, `remove`, `list`, `scan` or `scans` on the data dir; errors are one line, exit status 1."""
     config = _load(_config_path(args))
     if config is None:
         return 1
@@ -213,6 +222,9 @@ async def _run_library_command(config: Config, args: argparse.Namespace) -> obje
     if args.command == "list":
         rows = await library_commands.series_rows(config)
         return wire.series_json(rows) if args.json else library_commands.series_text(rows)
+    if args.command == "scans":
+        reports = await library_commands.scan_reports(config, args.limit)
+        return [wire.report_json(report) for report in reports] if args.json else library_commands.reports_text(reports)
     progress = None if args.json else default_progress()
     result = await library_commands.scan(config, args.keys, dry_run=args.dry_run, progress=progress)
     if args.json:
@@ -272,6 +284,7 @@ COMMANDS = {
     "remove": _library_command,
     "list": _library_command,
     "scan": _library_command,
+    "scans": _library_command,
     "download": _queue_command,
     "queue": _queue_command,
 }

@@ -1,4 +1,4 @@
-"""One queue item's work: episode page -> hosters in preference order -> yt-dlp -> ffprobe -> atomic import."""
+"""One queue item's work: episode page -> hosters in preference order -> yt-dlp -> import gate -> atomic import."""
 
 from __future__ import annotations
 
@@ -15,16 +15,18 @@ from aniworld_daemon.errors import (
     Blocked,
     DownloadError,
     HosterError,
+    ImportRefused,
     NotFound,
     NoWantedLanguage,
     ProviderError,
     StorageError,
+    TransferCancelled,
 )
 from aniworld_daemon.library import library_path, scan_folder
 from aniworld_daemon.models import Download, Language, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
-from aniworld_daemon.provider.hosters import HosterRegistry, Resolver
+from aniworld_daemon.provider.hosters import HosterRegistry, MediaSource, Resolver
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.provider.records import EpisodePage, HosterLink
 from aniworld_daemon.series import naming_of
@@ -135,20 +137,13 @@ class EpisodeJob:
                 continue
             try:
                 file = await self._fetch(item, candidate, embed_url, folder, control)
-            except (HosterError, ProviderError) as err:
-                # The hoster's own pages refused, vanished or did not answer: the next hoster may work.
+            except (HosterError, ProviderError, ImportRefused) as err:
+                # The hoster's pages refused, vanished or did not answer, or it served something other than what it
+                # promised (the gate dropped it): the next hoster may do better.
                 control.failures.append((name, err))
             else:
-                try:
-                    info = await verify.probe(file)
-                except DownloadError as err:
-                    # The hoster served something that is not a playable video: another hoster may do better.
-                    await self._temp.remove([item.id])
-                    control.failures.append((name, err))
-                else:
-                    LOGGER.debug("Verified %s: %s, %.1f s", file.name, info.video_codec, info.duration)
-                    title = page.title_de or page.title_en
-                    return await asyncio.to_thread(self._import, item, series, file, title, candidate)
+                title = page.title_de or page.title_en
+                return await asyncio.to_thread(self._import, item, series, file, title, candidate)
             LOGGER.info(
                 "%s: %s (%s) failed: %s",
                 item.label,
@@ -161,16 +156,55 @@ class EpisodeJob:
     async def _fetch(
         self, item: Download, candidate: Candidate, embed_url: str, folder: Path, control: JobControl
     ) -> Path:
+        """The verified download of one hoster: resumed from what a previous attempt left when that can be trusted."""
         media = await candidate.resolver.resolve(self._http, embed_url)
         control.on_hoster(candidate.language, candidate.resolver.name)
-        return await ytdlp.download(
+        resumed = await self._temp.vet(item.id, media.kind, media.hoster)
+        try:
+            return await self._download_checked(item, media, folder, control, resumed=resumed)
+        except TransferCancelled:
+            raise
+        except (DownloadError, HosterError) as err:
+            if not resumed:
+                raise
+            # What failed was our own leftover state (a range the server refuses, a file the gate refuses), not the
+            # hoster: drop it and go again from zero, within this attempt, so one bad leftover cannot burn them all.
+            LOGGER.warning(
+                "%s: continuing the partial download failed (%s); downloading it again from the start",
+                item.label,
+                err.message,
+            )
+            await self._temp.remove([item.id])
+            return await self._download_checked(item, media, folder, control, resumed=False)
+
+    async def _download_checked(
+        self, item: Download, media: MediaSource, folder: Path, control: JobControl, *, resumed: bool
+    ) -> Path:
+        """yt-dlp's download of `media`, through the import gate; a refused file is deleted (ImportRefused)."""
+
+        def store(promise: verify.SourcePromise) -> None:
+            try:
+                self._temp.save_promise(item.id, promise)
+            except StorageError as err:  # the download goes on: only a later resume loses its check
+                LOGGER.warning("%s: cannot store what the source promised: %s", item.label, err.message)
+
+        downloaded = await ytdlp.download(
             media,
             folder,
             item.id,
             options=self._options,
             on_progress=control.on_progress,
             cancel=control.cancel,
+            promise=await asyncio.to_thread(self._temp.load_promise, item.id),
+            on_promise=store,
         )
+        try:
+            info = await verify.check(downloaded.path, downloaded.promise, resumed=resumed)
+        except ImportRefused:
+            await self._temp.remove([item.id])
+            raise
+        LOGGER.debug("Verified %s: %s, %.1f s", downloaded.path.name, info.video_codec, info.duration)
+        return downloaded.path
 
     async def _in_library(self, item: Download, series: Series) -> Imported | None:
         """The episode's file when it is already in the library (a crash after the rename, or the user's own)."""

@@ -58,7 +58,10 @@ class Outcomes:
     # -- the queue's own changes ---------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """After a crash or stop: items left `downloading` are `pending` again; temp files of no pending item go."""
+        """After a crash or stop: items left `downloading` are `pending` again; temp files of no pending item go.
+
+        So do the temp files of NFO and poster writes that a kill left in the temp dir or in series folders.
+        """
         reset = await self._db.reset_interrupted_downloads()
         if reset:
             LOGGER.info("Resuming %d download(s) interrupted by the last stop", reset)
@@ -66,6 +69,9 @@ class Outcomes:
         removed = await self._temp.remove_orphans(live)
         if removed:
             LOGGER.info("Removed %d temporary file(s) that belong to no queued download", removed)
+        swept = await self._temp.sweep_library()
+        if swept:
+            LOGGER.info("Removed %d temporary file(s) a stop left in series folders", swept)
 
     async def added(self, places: Sequence[tuple[str, int, int]], priority: Priority) -> list[Download]:
         """Queue (series, season, episode) places, skipping those queued already; return the new items."""

@@ -19,6 +19,7 @@ import yt_dlp
 import yt_dlp.utils
 from yt_dlp.networking.exceptions import HTTPError
 
+from aniworld_daemon.downloads.verify import SourcePromise
 from aniworld_daemon.errors import DownloadError, HosterError, StorageError, TransferCancelled
 from aniworld_daemon.provider.hosters.base import MediaKind, MediaSource
 
@@ -106,6 +107,14 @@ def _log(level: int, message: str) -> None:
         LOGGER.log(level, "%s", text)
 
 
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    """A finished download in the temp dir and what its source promised it to be (for the import gate)."""
+
+    path: Path
+    promise: SourcePromise | None
+
+
 async def download(
     media: MediaSource,
     temp_dir: Path,
@@ -114,14 +123,21 @@ async def download(
     options: YtdlpOptions,
     on_progress: Callable[[Progress], None],
     cancel: CancelToken,
-) -> Path:
-    """Download `media` into temp_dir/<stem>.<ext> in a worker thread; return the finished file."""
+    promise: SourcePromise | None = None,
+    on_promise: Callable[[SourcePromise], None] = lambda _: None,
+) -> Downloaded:
+    """Download `media` into temp_dir/<stem>.<ext> in a worker thread; return the finished file.
+
+    `promise` is what an earlier attempt learnt about this source (a resumed or finished file has no new answer to
+    learn it from). `on_promise` is called in the worker thread as soon as the source announces its length (a direct
+    file) or duration (HLS), before the first byte is written, so the caller can store it durably.
+    """
     loop = asyncio.get_running_loop()
-    hook = _ProgressHook(loop, on_progress, cancel)
+    hook = _ProgressHook(loop, on_progress, cancel, media, on_promise)
     future = loop.run_in_executor(None, _run, media, temp_dir, stem, options, hook)
     try:
         # shield: a task cancellation must not abandon the thread while it still writes the .part file.
-        return await asyncio.shield(future)
+        path, duration = await asyncio.shield(future)
     except asyncio.CancelledError:
         cancel.cancel()
         while not future.done():
@@ -132,18 +148,45 @@ async def download(
         if not future.cancelled():
             future.exception()  # retrieved: the thread's TransferCancelled is expected here
         raise
+    learnt = hook.promise or (promise if promise is not None and promise.hoster == media.hoster else None)
+    if media.kind is MediaKind.HLS and duration is not None:
+        # The playlist is read on every run, also when yt-dlp finds the file finished: its duration is current.
+        learnt = SourcePromise(media.hoster, duration=duration)
+    return Downloaded(path, learnt)
 
 
 class _ProgressHook:
     """yt-dlp's progress hook: checks the cancel flag and forwards throttled Progress reports to the loop."""
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_progress: Callable[[Progress], None], cancel: CancelToken
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_progress: Callable[[Progress], None],
+        cancel: CancelToken,
+        media: MediaSource,
+        on_promise: Callable[[SourcePromise], None],
     ) -> None:
         self._loop = loop
         self._on_progress = on_progress
         self.cancel = cancel
+        self._media = media
+        self._on_promise = on_promise
+        self.promise: SourcePromise | None = None  # what this run's source announced
         self._last_sent: float | None = None
+
+    def _learn(self, status: dict[str, Any]) -> None:
+        """Record (and hand on) what the source promised, from the first report that says it."""
+        if status.get("status") != "downloading":
+            return  # a "finished" report carries the local file's size, not the server's
+        if self._media.kind is MediaKind.MP4:
+            total = status.get("total_bytes")  # Content-Length plus the Range offset: the whole file
+            promise = SourcePromise(self._media.hoster, size=int(total)) if total else None
+        else:
+            duration = (status.get("info_dict") or {}).get("duration")
+            promise = SourcePromise(self._media.hoster, duration=float(duration)) if duration else None
+        if promise is not None and promise != self.promise:
+            self.promise = promise
+            self._on_promise(promise)
 
     def __call__(self, status: dict[str, Any]) -> None:
         if self.cancel.cancelled:
@@ -151,6 +194,7 @@ class _ProgressHook:
         state = status.get("status")
         if state not in ("downloading", "finished"):
             return
+        self._learn(status)
         now = time.monotonic()
         if state == "downloading" and self._last_sent is not None and now - self._last_sent < PROGRESS_INTERVAL:
             return
@@ -206,8 +250,13 @@ def _ydl_params(
     return params
 
 
-def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, hook: _ProgressHook) -> Path:
-    """The blocking download (worker thread); raises only errors of our tree."""
+def _run(
+    media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, hook: _ProgressHook
+) -> tuple[Path, float | None]:
+    """The blocking download (worker thread): the finished file and the source's duration (HLS, whole seconds).
+
+    Raises only errors of our tree.
+    """
     try:
         with yt_dlp.YoutubeDL(_ydl_params(media, temp_dir, stem, options, hook)) as ydl:
             if media.kind is MediaKind.MP4:
@@ -225,6 +274,7 @@ def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, h
                 # HLS: the generic extractor reads a master playlist and picks the best variant.
                 info = ydl.extract_info(media.url, download=True, ie_key="Generic")
             path = _finished_file(ydl, info)
+            duration = info.get("duration") if info else None
     except yt_dlp.utils.DownloadCancelled as err:
         # yt-dlp's HLS downloader does not close its .part stream when a hook raises: the stream stays referenced
         # from the traceback's frames and a reference cycle. Drop both now, so the file is closed when we return.
@@ -240,7 +290,7 @@ def _run(media: MediaSource, temp_dir: Path, stem: str, options: YtdlpOptions, h
         # Cancelled after the last progress report (e.g. during yt-dlp's HLS remux): a cancel is a cancel; the
         # finished file stays in temp_dir like any partial file, for the caller to keep or remove.
         raise TransferCancelled("the download was cancelled", details={"hoster": media.hoster})
-    return path
+    return path, float(duration) if isinstance(duration, int | float) and duration > 0 else None
 
 
 def _finished_file(ydl: yt_dlp.YoutubeDL, info: dict[str, Any] | None) -> Path:

@@ -679,6 +679,14 @@ class Database:
             _params(report),
         )
 
+    async def interrupt_running_scans(self, now: datetime) -> int:
+        """Mark the reports still `running` (their daemon was killed) `interrupted`, finished `now`; how many."""
+        return await self._execute(
+            "marking interrupted scans",
+            "UPDATE scans SET status = ?, finished_at = ? WHERE status = ?",
+            (ScanStatus.INTERRUPTED.value, _to_epoch(now), ScanStatus.RUNNING.value),
+        )
+
     async def get_scan(self, scan_id: str) -> ScanReport | None:
         """Return the scan report with this id, or None."""
         row = await self._fetchone(f"reading scan {scan_id}", "SELECT * FROM scans WHERE id = ?", (scan_id,))
