@@ -10,6 +10,7 @@ source promise, a scan row) are the ones a kill leaves, so these tests also pin 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -22,9 +23,11 @@ from hypothesis import strategies as st
 
 from aniworld_daemon.app import Application
 from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME, TempFiles
-from aniworld_daemon.downloads.verify import SourcePromise
+from aniworld_daemon.downloads.verify import SourcePromise, check
+from aniworld_daemon.errors import ImportRefused
 from aniworld_daemon.models import Download, DownloadStatus
 from aniworld_daemon.provider.hosters import MediaKind
+from tests.fakesite.core import Media
 from tests.fakesite.server import FakeSite
 from tests.helpers import StartApp, cli, ffprobe, finished
 
@@ -176,6 +179,10 @@ async def test_a_start_repairs_what_a_kill_left(name: str, fakesite: FakeSite, s
         code, out, err = await cli("scans", "-c", str(second.config.source))
         assert code == 0, err
         assert "interrupted" in out.splitlines()[-1], out
+        code, out, err = await cli("scans", "--json", "--limit", "1", "-c", str(second.config.source))
+        assert code == 0, err
+        [shown] = json.loads(out)
+        assert (shown["id"], shown["status"], shown["trigger"]) == ("killed", "interrupted", "schedule")
 
 
 # --- the trust rules, one leftover at a time ------------------------------------------------------------------------
@@ -254,3 +261,49 @@ def test_a_damaged_promise_is_no_promise(data: object) -> None:
     """Whatever the stored JSON holds, reading it gives a promise or None, never an exception."""
     promise = SourcePromise.from_json(data)
     assert promise is None or SourcePromise.from_json(promise.to_json()) == promise
+
+
+# --- the import gate on its own -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A file (the source MP4, or the HLS segments joined as yt-dlp leaves them before its remux), a promise, and
+    the refusal expected (None: accepted)."""
+
+    content: str  # "mp4" | "ts"
+    promise: Callable[[Media], SourcePromise | None]
+    resumed: bool
+    refused: str | None
+
+
+GATES = {
+    "mp4 at the announced length": Gate("mp4", lambda m: SourcePromise("v", size=m.mp4.stat().st_size), True, None),
+    "mp4 a byte short": Gate(
+        "mp4", lambda m: SourcePromise("v", size=m.mp4.stat().st_size + 1), False, "the source announced"
+    ),
+    "ts named .mp4, duration right: remuxed": Gate("ts", lambda m: SourcePromise("v", duration=6.0), True, None),
+    "ts named .mp4, twice as long as promised": Gate("ts", lambda m: SourcePromise("v", duration=3.0), True, "lasts"),
+    "resumed without a promise": Gate("mp4", lambda m: None, True, "unknown"),
+    "fresh without a promise: plays, accepted": Gate("mp4", lambda m: None, False, None),
+}
+
+
+@pytest.mark.parametrize("name", list(GATES))
+async def test_the_import_gate(name: str, media: Media, tmp_path: Path) -> None:
+    case = GATES[name]
+    path = tmp_path / f"{ITEM}.mp4"
+    if case.content == "mp4":
+        path.write_bytes(media.mp4.read_bytes())
+    else:
+        path.write_bytes(b"".join(segment.read_bytes() for segment in sorted(media.hls_dir.glob("seg*.ts"))))
+
+    if case.refused is not None:
+        with pytest.raises(ImportRefused, match=case.refused):
+            await check(path, case.promise(media), resumed=case.resumed)
+        return
+    info = await check(path, case.promise(media), resumed=case.resumed)
+    assert "mp4" in info.container
+    assert "mp4" in ffprobe(path)["format"]["format_name"].split(",")
+    assert info.duration == pytest.approx(media.duration, abs=0.5)
+    assert os.listdir(tmp_path) == [path.name]  # the remux left no copy behind

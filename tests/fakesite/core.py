@@ -77,6 +77,7 @@ class RequestRecord:
     status: int
     content_type: str = ""  # of the response, without parameters ("video/mp4"); "" when it has none
     media: bool = False  # a request to a hoster's media endpoint (MP4, HLS playlist or segment), whatever its answer
+    body_bytes: int = 0  # bytes of a served file written to the connection (see serve_file)
 
 
 class RequestLog:
@@ -88,6 +89,7 @@ class RequestLog:
         # id() of the requests in flight that reached a media endpoint: media_gate() marks, observe() takes the mark
         # (a set of ids rather than request storage, whose typed keys need a newer aiohttp than we require)
         self._media_marks: set[int] = set()
+        self._body_bytes: dict[int, int] = {}  # id() of a request in flight -> file bytes written so far
 
     def count(self, label: str | None = None, path_prefix: str = "") -> int:
         """How many requests `label` (or every origin) received, optionally only under `path_prefix`."""
@@ -136,6 +138,14 @@ class RequestLog:
     def mark_media(self, request: web.Request) -> None:
         """Note that `request` (still in flight) reached a media endpoint."""
         self._media_marks.add(id(request))
+
+    def add_body_bytes(self, request: web.Request, count: int) -> None:
+        """Count `count` more bytes of a file written to `request`'s connection."""
+        self._body_bytes[id(request)] = self._body_bytes.get(id(request), 0) + count
+
+    def take_body_bytes(self, request: web.Request) -> int:
+        """The file bytes written to `request` (called once, as the request ends)."""
+        return self._body_bytes.pop(id(request), 0)
 
     def take_media_mark(self, request: web.Request) -> bool:
         """Whether `request` was marked by mark_media(); forgets the mark (called once, as the request ends)."""
@@ -215,6 +225,7 @@ def observe(label: str, knobs: Knobs, log: RequestLog) -> Middleware:
                     status=status,
                     content_type=content_type,
                     media=log.take_media_mark(request),
+                    body_bytes=log.take_body_bytes(request),
                 )
             )
 
@@ -293,8 +304,13 @@ def ensure_media(cache_dir: Path) -> Media:
 CHUNK = 16 * 1024
 
 
-async def serve_file(request: web.Request, path: Path, knobs: Knobs, content_type: str) -> web.StreamResponse:
-    """Serve `path` with single-range Range support, throttled to `knobs.bandwidth` bytes/s for this connection."""
+async def serve_file(
+    request: web.Request, path: Path, knobs: Knobs, content_type: str, log: RequestLog | None = None
+) -> web.StreamResponse:
+    """Serve `path` with single-range Range support, throttled to `knobs.bandwidth` bytes/s for this connection.
+
+    With `log`, the bytes written are counted on the request's record (`RequestRecord.body_bytes`).
+    """
     data = await asyncio.to_thread(path.read_bytes)  # the media files are small (about 2 MB at most)
     size = len(data)
     start, end = 0, size - 1
@@ -326,6 +342,8 @@ async def serve_file(request: web.Request, path: Path, knobs: Knobs, content_typ
             chunk = data[position : min(position + CHUNK, end + 1)]
             await response.write(chunk)
             position += len(chunk)
+            if log is not None:
+                log.add_body_bytes(request, len(chunk))
             if knobs.bandwidth:
                 await asyncio.sleep(len(chunk) / knobs.bandwidth)
         await response.write_eof()
