@@ -16,12 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, TypeVar
 
 import pytest
 
 from aniworld_daemon.app import Application
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from aniworld_daemon.events import Event, EventData
 from aniworld_daemon.models import Download, DownloadStatus
 
@@ -200,3 +202,42 @@ async def finished(app: Application, *ids: str, within: float = 30.0) -> list[Do
 
     await until(done, within, f"downloads {', '.join(ids)} to finish")
     return [item for item in [await app.db.get_download(item_id) for item_id in ids] if item is not None]
+
+
+@dataclass
+class Restarts:
+    """One config's daemons, started one after the other (each restart follows a kill), and their logs."""
+
+    folder: Path
+    config: Path
+    starter: Callable[..., Daemon]
+    env: dict[str, str] = field(default_factory=dict)  # on top of the test's environment
+    daemons: list[Daemon] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)  # logs of the daemons that ended (a restart empties daemon.log)
+
+    def launch(self) -> Daemon:
+        """Start `aniworld-daemon run` with the config, after saving the previous daemon's log."""
+        if self.daemons:
+            self.logs.append(self.daemons[-1].log)
+        process = self.starter(self.config, self.env)
+        self.daemons.append(process)
+        return process
+
+    def all_logs(self) -> list[str]:
+        """The log of every daemon started so far, in order."""
+        return [*self.logs, self.daemons[-1].log] if self.daemons else []
+
+    @property
+    def library(self) -> Path:
+        """The library root (`minimal_config`'s)."""
+        return self.folder / "library"
+
+    @property
+    def temp(self) -> Path:
+        """The library's temp dir."""
+        return self.library / TEMP_DIR_NAME
+
+    @property
+    def database(self) -> Path:
+        """The daemon's SQLite file."""
+        return self.folder / "data" / "aniworld.db"

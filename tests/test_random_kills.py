@@ -18,15 +18,14 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from tests.fakesite.core import RequestRecord
 from tests.fakesite.server import FakeSite
-from tests.helpers import Daemon, ffprobe, integrity, minimal_config, query
+from tests.helpers import Daemon, Restarts, ffprobe, integrity, minimal_config, query
 
 # (series, seasons, language): the German dub of Blade of Dawn and Sword & Shield comes from Vidoza (MP4), the
 # others from VOE (HLS). The queue takes series in key order, so MP4 and HLS episodes both download while kills land.
@@ -45,7 +44,8 @@ POOLS = {
 MP4_SERIES = frozenset({"blade-of-dawn", "sword-shield-chronicle"})
 KILLS = {"small": 5, "full": 15}
 BANDWIDTH = 400_000  # bytes/s per connection: an episode takes about 5 s, so most kills land in a transfer
-KILL_WINDOW = (0.2, 3.5)  # seconds after a launch: start-up, rescans, transfers, remuxes and imports all get hit
+CONCURRENT = 2  # downloads.max_concurrent
+STARTUP = 1.5  # seconds from a launch until the daemon downloads again (Python, imports, start, the first requests)
 PARTIAL_RE = re.compile(r"\.part(?:-Frag\d+)?(?:\.part)?$")
 LIBRARY_EXTRAS = frozenset({"tvshow.nfo", "poster.jpg"})
 
@@ -61,54 +61,19 @@ def config_yaml(site: FakeSite, port: int, pool: tuple[tuple[str, tuple[int, ...
         f"provider:\n  base_url: {site.base_url}\n  requests_per_second: 500\n  max_connections: 4\n"
         "  cooldown: 1s\n  languages: [de-dub]\n  hosters: [vidoza, voe]\n"
         "schedule:\n  run_on_start: true\n  rescan: {every: 5s}\n"
-        "downloads:\n  max_concurrent: 2\n  retries: 5\n  retry_backoff: 1s\n  min_free_space: 0\n"
+        f"downloads:\n  max_concurrent: {CONCURRENT}\n  retries: 5\n  retry_backoff: 1s\n  min_free_space: 0\n"
         f"series:\n{series}",
     )
 
 
-@dataclass
-class Run:
-    """The test's folder, its daemons (one at a time) and what each kill hit."""
-
-    folder: Path
-    config: Path
-    starter: Callable[[Path], Daemon]
-    daemons: list[Daemon] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)
-
-    def launch(self) -> Daemon:
-        """Start a daemon, keeping the log of the one before (a new one truncates the file)."""
-        if self.daemons:
-            self.logs.append(self.daemons[-1].log)
-        process = self.starter(self.config)
-        self.daemons.append(process)
-        return process
-
-    @property
-    def library(self) -> Path:
-        """The library root."""
-        return self.folder / "library"
-
-    @property
-    def temp(self) -> Path:
-        """The library's temp dir."""
-        return self.library / TEMP_DIR_NAME
-
-    @property
-    def database(self) -> Path:
-        """The daemon's SQLite file."""
-        return self.folder / "data" / "aniworld.db"
-
-
 @pytest.fixture
-def run(tmp_path: Path, port: int, fakesite: FakeSite, daemon: Callable[..., Daemon], size: str) -> Iterator[Run]:
+def run(tmp_path: Path, port: int, fakesite: FakeSite, daemon: Callable[..., Daemon], size: str) -> Iterator[Restarts]:
     """The config and a daemon starter; every daemon's log is printed at the end (pytest shows it on failure)."""
     config = tmp_path / "config.yaml"
     config.write_text(config_yaml(fakesite, port, POOLS[size]), encoding="utf-8")
-    state = Run(tmp_path, config, daemon)
+    state = Restarts(tmp_path, config, daemon)
     yield state
-    logs = [*state.logs, state.daemons[-1].log] if state.daemons else []
-    for number, text in enumerate(logs, 1):
+    for number, text in enumerate(state.all_logs(), 1):
         print(f"----- daemon {number} log -----\n{text}")
 
 
@@ -131,7 +96,7 @@ def items(database: Path) -> list[tuple[str, int, int, str, str | None]]:
         return []
 
 
-def transfers(run: Run) -> tuple[str, ...]:
+def transfers(run: Restarts) -> tuple[str, ...]:
     """The kinds ("mp4", "hls") of the downloads with partial files in the temp dir right now, one per item."""
     try:
         names = [path.name for path in run.temp.iterdir()]
@@ -183,6 +148,23 @@ def figures(site: FakeSite, mp4_episodes: int, hls_episodes: int) -> Figures:
     return Figures(resumed, restarted, again, served, kept)
 
 
+def kill_window(site: FakeSite, run: Restarts, episodes: int, kills_left: int) -> tuple[float, float]:
+    """Seconds after a launch in which the next kill lands, uniformly.
+
+    On average a start-up plus the transfer time the queue still needs divided among the kills left, so the kills
+    spread over the whole queue (start-ups, rescans, transfers, remuxes and imports all get hit) instead of all
+    landing in its first episodes.
+    """
+    done = sum(1 for *_, status, _ in items(run.database) if status == "completed")
+    try:
+        partial = sum(path.stat().st_size for path in run.temp.iterdir() if PARTIAL_RE.search(path.name))
+    except FileNotFoundError:
+        partial = 0
+    remaining = max(0, (episodes - done) * site.media.mp4.stat().st_size - partial)
+    mean = STARTUP + remaining / (CONCURRENT * BANDWIDTH) / kills_left
+    return (0.2, 2 * mean - 0.2)
+
+
 @dataclass(frozen=True)
 class Kill:
     """One SIGKILL: when after the launch, and the partial files it interrupted."""
@@ -191,7 +173,7 @@ class Kill:
     transfers: tuple[str, ...]  # the kind of each download it interrupted
 
 
-async def test_random_kills_lose_nothing_and_leave_nothing_broken(run: Run, fakesite: FakeSite, size: str) -> None:
+async def test_random_kills_lose_nothing_and_leave_nothing_broken(run: Restarts, fakesite: FakeSite, size: str) -> None:
     seed = int(os.environ.get("ANIWORLD_KILL_SEED") or random.SystemRandom().randrange(10**6))
     count = int(os.environ.get("ANIWORLD_KILLS") or KILLS[size])
     print(f"random kills: seed {seed}, size {size}, {count} kills (ANIWORLD_KILL_SEED={seed} repeats the moments)")
@@ -207,9 +189,10 @@ async def test_random_kills_lose_nothing_and_leave_nothing_broken(run: Run, fake
     fakesite.knobs.bandwidth = BANDWIDTH
 
     kills: list[Kill] = []
-    for _ in range(count):
+    for number in range(count):
+        window = kill_window(fakesite, run, len(wanted), count - number)
         process = run.launch()
-        after = rng.uniform(*KILL_WINDOW)
+        after = rng.uniform(*window)
         deadline = time.monotonic() + after
         while time.monotonic() < deadline:
             if process.process.poll() is not None:
@@ -229,6 +212,9 @@ async def test_random_kills_lose_nothing_and_leave_nothing_broken(run: Run, fake
         rows = items(run.database)
         return len(rows) >= len(wanted) and all(status == "completed" for *_, status, _ in rows)
 
+    # Ready first: the last killed daemon may have finished the queue, and a SIGTERM during the start-up's imports
+    # would end this one before it has its handler.
+    await final.until(lambda: "Ready" in final.log, "the last daemon to be ready", 30)
     await final.until(all_done, f"every episode to complete after {count} kills (seed {seed})", 180)
     final.signal(signal.SIGTERM)
     assert await final.exited(30) == 0
@@ -259,8 +245,7 @@ async def test_random_kills_lose_nothing_and_leave_nothing_broken(run: Run, fake
     ]
     assert others == [], (others, seed)
     assert integrity(run.database) == "ok"
-    logs = [*run.logs, final.log]
-    tracebacks = [number for number, text in enumerate(logs, 1) if "Traceback" in text]
+    tracebacks = [number for number, text in enumerate(run.all_logs(), 1) if "Traceback" in text]
     assert tracebacks == [], f"tracebacks in the logs of daemons {tracebacks} (seed {seed})"
 
     numbers = figures(fakesite, mp4_episodes, len(wanted) - mp4_episodes)

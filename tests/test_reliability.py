@@ -15,7 +15,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from aniworld_daemon.models import Language
 from tests.fakesite.catalog import Link
 from tests.fakesite.core import CHUNK, RequestRecord
 from tests.fakesite.server import FakeSite
-from tests.helpers import Daemon, ffprobe, integrity, minimal_config, query
+from tests.helpers import Daemon, Restarts, ffprobe, integrity, minimal_config, query
 
 SERIES = "die-kleinen-baeren"  # season 1: three episodes, German dub on every hoster (doodstream among them)
 HOSTER = "doodstream"  # MP4: a resume is one visible `Range: bytes=N-` request
@@ -65,40 +65,11 @@ def config_yaml(site: FakeSite, port: int) -> str:
     )
 
 
-@dataclass
-class Setup:
-    """One test's files and the daemons it started (one at a time: each restart follows a kill)."""
+@dataclass(kw_only=True)
+class Setup(Restarts):
+    """One test's files, the fake site and the daemons it started."""
 
-    folder: Path
-    config: Path
     site: FakeSite
-    starter: Callable[..., Daemon]
-    env: dict[str, str] = field(default_factory=dict)  # on top of the test's environment (the ffprobe wrapper)
-    daemons: list[Daemon] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)  # logs of the daemons that ended (a restart empties daemon.log)
-
-    def launch(self) -> Daemon:
-        """Start `aniworld-daemon run` with the config, after saving the previous daemon's log."""
-        if self.daemons:
-            self.logs.append(self.daemons[-1].log)
-        process = self.starter(self.config, self.env)
-        self.daemons.append(process)
-        return process
-
-    @property
-    def library(self) -> Path:
-        """The library root."""
-        return self.folder / "library"
-
-    @property
-    def temp(self) -> Path:
-        """The library's temp dir."""
-        return self.library / TEMP_DIR_NAME
-
-    @property
-    def database(self) -> Path:
-        """The daemon's SQLite file."""
-        return self.folder / "data" / "aniworld.db"
 
 
 @pytest.fixture
@@ -110,10 +81,9 @@ def setup(
     daemon: Callable[..., Daemon],
 ) -> Iterator[Setup]:
     """The config file and a daemon starter; the daemons' logs are printed at the end (pytest shows them on failure)."""
-    state = Setup(tmp_path, write_config(config_yaml(fakesite, port)), fakesite, daemon)
+    state = Setup(tmp_path, write_config(config_yaml(fakesite, port)), daemon, site=fakesite)
     yield state
-    logs = [*state.logs, state.daemons[-1].log] if state.daemons else []
-    for number, text in enumerate(logs, 1):
+    for number, text in enumerate(state.all_logs(), 1):
         print(f"----- daemon {number} log -----\n{text}")
 
 
