@@ -45,6 +45,10 @@ _DANGLING_DASH_RE = re.compile(r" -(?: -)+ ")  # "Title - - S01E01" left by an e
 _SEPARATORS = " -_."
 # Text fields in the order they are shortened when a component is too long; numbers and the extension never are.
 _CUT_ORDER = ("episode_title", "title", "key", "imdb_id", "language")
+# An episode title cut to fewer letters and digits than this is left out instead: such a stub ("T", "Das Schw") is a
+# word fragment nobody recognises the episode by, while S01E01 already says which episode it is. Eight letters keep
+# a short word or two ("Das Schwert"), which is enough to tell episodes apart at a glance.
+MIN_CUT_TITLE_CHARS = 8
 _CONVERSIONS: dict[str, Callable[[object], str]] = {"s": str, "r": repr, "a": ascii}
 _MAX_NUMBER = 99_999  # larger digit runs are not episode numbers (and would make {season:c} overflow)
 
@@ -73,6 +77,11 @@ def _cut_bytes(text: str, limit: int) -> str:
     """The longest prefix of `text` whose UTF-8 encoding fits in `limit` bytes."""
     data = text.encode()
     return text if len(data) <= limit else data[:limit].decode(errors="ignore")
+
+
+def _meaningful_cut(text: str) -> bool:
+    """Whether a cut episode title keeps enough to mean something: at least MIN_CUT_TITLE_CHARS letters or digits."""
+    return sum(1 for char in text if char.isalnum()) >= MIN_CUT_TITLE_CHARS
 
 
 def _reserved_stem_end(text: str) -> int | None:
@@ -318,7 +327,8 @@ class NamingTemplate:
         """`values` with text fields shortened, in _CUT_ORDER and at character boundaries, until the component fits.
 
         A field is cut to nothing before the next one is touched, so a name whose title was shortened was rendered
-        with an empty episode title: parse() rebuilds its prefix exactly without knowing the episode title.
+        with an empty episode title: parse() rebuilds its prefix exactly without knowing the episode title. An
+        episode title cut to fewer than MIN_CUT_TITLE_CHARS letters or digits is left out altogether.
         """
 
         def fits(candidate: _Values) -> bool:
@@ -341,7 +351,10 @@ class NamingTemplate:
                     low = middle
                 else:
                     high = middle
-            return dict(values, **{name: full[:low]})
+            kept = full[:low]
+            if name == "episode_title" and not _meaningful_cut(kept):
+                kept = ""  # the stub goes: the name is rendered as if the episode had no title
+            return dict(values, **{name: kept})
         return values
 
     def _render(self, index: int, values: _Values, extension: str, *, mark: bool) -> str:

@@ -113,7 +113,7 @@ class SeriesManager:
         monitored: bool = True,
     ) -> Series:
         """Follow a series by URL or key: read its page for the metadata and pick its folder (one request)."""
-        key = normalize_key(url_or_key)
+        key = normalize_key(url_or_key, self._provider.base_url)
         if await self._db.get_series(key) is not None:
             raise ConflictError(f"series {key} is already followed", details={"key": key})
         info = await self._provider.series(key)

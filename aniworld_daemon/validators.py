@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import time as dt_time
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import voluptuous as vol
 from apscheduler.triggers.cron import CronTrigger
@@ -17,7 +17,7 @@ from apscheduler.triggers.cron import CronTrigger
 from aniworld_daemon.errors import ValidationError
 from aniworld_daemon.models import Language
 from aniworld_daemon.provider.hosters import RESOLVERS
-from aniworld_daemon.provider.urls import KEY_RE, SERIES_PATH_RE
+from aniworld_daemon.provider.urls import KEY_RE, SERIES_PATH_RE, is_site_host, not_on_site
 
 HOSTERS = tuple(resolver.name for resolver in RESOLVERS)  # the config's default order is the registry's
 LANGUAGES = tuple(language.value for language in Language)
@@ -282,9 +282,19 @@ seasons = unique_list(int_range(0, 1000), "season")
 log_level = one_of("log level", LOG_LEVELS)
 
 
+def _split(value: Any) -> SplitResult | None:
+    """The parts of a URL given as text; None for other values and for malformed URLs (like `http://[::1`)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return urlsplit(value.strip())
+    except ValueError:
+        return None
+
+
 def base_url(value: Any) -> str:
     """An http(s) URL of the site's root, like https://aniworld.to."""
-    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    parts = _split(value)
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise vol.Invalid("expected the site's address, like https://aniworld.to")
     if parts.path.strip("/") or parts.query or parts.fragment:
@@ -300,12 +310,30 @@ def series_key(value: Any) -> str:
 
 
 def series_url(value: Any) -> str:
-    """A series URL like https://aniworld.to/anime/stream/one-piece; returns its key."""
-    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    """A series URL like https://aniworld.to/anime/stream/one-piece; returns its key (any host: see site_series_url)."""
+    parts = _split(value)
     match = SERIES_PATH_RE.match(parts.path) if parts is not None else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or match is None:
         raise vol.Invalid("expected a series URL like https://aniworld.to/anime/stream/one-piece")
     return match["key"]
+
+
+def site_series_url(site: str) -> Callable[[Any], str]:
+    """A series URL on the site at `site` (a base URL) or on aniworld.to; returns its key.
+
+    The key alone is what is followed, always at `site`: a URL of another host would silently follow whatever series
+    has the same last path segment on our site, so it is refused with the key and the URL to type instead.
+    """
+
+    def validate(value: Any) -> str:
+        key = series_url(value)
+        parts = _split(value)  # not None: series_url accepted the value
+        if parts is not None and not is_site_host(parts.hostname, site):
+            raise vol.Invalid(not_on_site(parts.hostname or parts.netloc, key, site))
+        return key
+
+    validate.__name__ = "site_series_url"
+    return validate
 
 
 def mqtt_topic(value: Any) -> str:

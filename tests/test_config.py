@@ -30,6 +30,7 @@ from aniworld_daemon.validators import (
     naming_template,
     series_key,
     series_url,
+    site_series_url,
     size,
     window,
 )
@@ -471,9 +472,15 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
     [
         (["check-config"], "library:\n  path: ./lib\n", 0, "valid (0 series, library {d}/lib, MQTT off)"),
         (["check-config"], "library:\n  path: ./lib\nmqtt:\n  port: x\n", 1, "{f}:4: mqtt -> port:"),
+        (
+            ["check-config"],
+            "library:\n  path: ./lib\nseries:\n  - url: https://example.com/anime/stream/foo\n",
+            1,
+            "{f}:4: series[0] -> url: the URL is on example.com, not on the site (aniworld.to)",
+        ),
         (["run"], "library: {}\n", 1, "{f}:1: library -> path: required key is missing"),
     ],
-    ids=["valid", "invalid", "run-refuses-invalid"],
+    ids=["valid", "invalid", "series-url-of-another-host", "run-refuses-invalid"],
 )
 def test_cli_exit_status(
     write_config: Callable[..., Path], args: list[str], text: str, status: int, expected: str
@@ -564,6 +571,80 @@ def test_series_url_accepts(url: str, key: str) -> None:
     assert series_url(url) == key
 
 
+# -- series URLs must be on the site ------------------------------------------------------------------------------
+
+FAKE = "http://127.0.0.1:8800"  # a base_url like the tests' (the fake site)
+MIRROR = "https://aniworld.info"  # a base_url on another domain
+ANIWORLD = "https://aniworld.to"  # the default base_url
+
+# (base_url or None for the default, a series URL of the key foo)
+ON_THE_SITE = [
+    (None, "https://aniworld.to/anime/stream/foo"),
+    (None, "https://www.aniworld.to/anime/stream/foo/staffel-2/episode-3"),
+    (None, "http://AniWorld.TO./anime/stream/foo"),
+    (FAKE, "http://127.0.0.1:8800/anime/stream/foo"),
+    (FAKE, "http://127.0.0.1:9999/anime/stream/foo"),  # the host counts, not the port
+    (FAKE, "https://aniworld.to/anime/stream/foo"),  # the site's own host stays valid with another base_url
+    (MIRROR, "https://www.aniworld.info/anime/stream/foo"),
+]
+# (base_url or None, a series URL of the key foo, the host the error names, the hosts and the origin it offers)
+OFF_THE_SITE = [
+    (None, "https://example.com/anime/stream/foo", "example.com", "aniworld.to", ANIWORLD),
+    (None, "https://aniworld.to.example.com/anime/stream/foo", "aniworld.to.example.com", "aniworld.to", ANIWORLD),
+    (None, "https://aniworld.to@example.com/anime/stream/foo", "example.com", "aniworld.to", ANIWORLD),
+    (None, "http://127.0.0.1:8800/anime/stream/foo", "127.0.0.1", "aniworld.to", ANIWORLD),
+    (FAKE, "http://localhost:8800/anime/stream/foo", "localhost", "aniworld.to or 127.0.0.1", FAKE),
+    (FAKE, "https://s.to/anime/stream/foo", "s.to", "aniworld.to or 127.0.0.1", FAKE),
+    (MIRROR, "https://example.com/anime/stream/foo", "example.com", "aniworld.to or aniworld.info", MIRROR),
+]
+
+
+def series_config(base: str | None, entry: str) -> str:
+    """A config following one-piece and then `entry` (YAML list item lines), with `base` as provider.base_url."""
+    provider = f"provider:\n  base_url: {base}\n" if base else ""
+    return LIB + provider + "series:\n  - one-piece\n" + entry
+
+
+@pytest.mark.parametrize("form", ["plain", "mapping"])
+@pytest.mark.parametrize(("base", "url"), ON_THE_SITE)
+def test_series_urls_on_the_site_are_accepted(
+    write_config: Callable[..., Path], base: str | None, url: str, form: str
+) -> None:
+    entry = f"  - {url}\n" if form == "plain" else f"  - url: {url}\n    seasons: [1]\n"
+    config = load_config(write_config(series_config(base, entry)))
+    assert [series.key for series in config.series] == ["one-piece", "foo"]
+
+
+@pytest.mark.parametrize(("base", "url", "host", "hosts", "origin"), OFF_THE_SITE)
+def test_series_urls_of_another_host_are_refused_with_line_and_key_path(
+    write_config: Callable[..., Path], base: str | None, url: str, host: str, hosts: str, origin: str
+) -> None:
+    # The series entries start on line 4 (5 and 6 with a provider section).
+    first = 6 if base else 4
+    message = (
+        f"the URL is on {host}, not on the site ({hosts}); give the key foo or {origin}/anime/stream/foo (got '{url}')"
+    )
+    plain = write_config(series_config(base, f"  - {url}\n"), "plain.yaml")
+    mapping = write_config(series_config(base, f"  - seasons: [1]\n    url: {url}\n"), "mapping.yaml")
+    with pytest.raises(ConfigError) as refused_plain:
+        load_config(plain)
+    with pytest.raises(ConfigError) as refused_mapping:
+        load_config(mapping)
+    assert refused_plain.value.errors == [f"{plain}:{first + 1}: series[1]: {message}"]
+    assert refused_mapping.value.errors == [f"{mapping}:{first + 2}: series[1] -> url: {message}"]
+
+
+def test_a_series_url_of_another_host_is_reported_with_the_other_problems(write_config: Callable[..., Path]) -> None:
+    path = write_config(LIB + "series:\n  - https://example.com/anime/stream/foo\nmqtt:\n  port: x\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.errors == [
+        f"{path}:4: series[0]: the URL is on example.com, not on the site (aniworld.to); give the key foo or "
+        "https://aniworld.to/anime/stream/foo (got 'https://example.com/anime/stream/foo')",
+        f"{path}:6: mqtt -> port: expected an integer between 1 and 65535 (got 'x')",
+    ]
+
+
 @given(weeks=st.integers(0, 5), days=st.integers(0, 6), hours=st.integers(0, 23), minutes=st.integers(0, 59))
 def test_duration_round_trip(weeks: int, days: int, hours: int, minutes: int) -> None:
     parts = [(weeks, "w"), (days, "d"), (hours, "h"), (minutes, "m")]
@@ -581,6 +662,7 @@ STRING_VALIDATORS = [
     crontab,
     base_url,
     series_url,
+    site_series_url("http://127.0.0.1:8800"),
     series_key,
     mqtt_topic,
     naming_template,

@@ -30,7 +30,15 @@ from aniworld_daemon.library import (
     write_show_nfo,
 )
 from aniworld_daemon.models import Language
-from aniworld_daemon.naming import NamingTemplate, SeriesNaming, folder_season, parse_episode_name, sanitize_component
+from aniworld_daemon.naming import (
+    MIN_CUT_TITLE_CHARS,
+    NamingTemplate,
+    SeriesNaming,
+    folder_season,
+    parse_episode_name,
+    sanitize_component,
+)
+from tests.fakesite.catalog import load_catalog
 
 DEFAULT = "{title} ({year})/Season {season:02}/{title} - S{season:02}E{episode:02} - {episode_title}"
 TOOL = "{title} [imdbid-{imdb_id}]/Season {season:02}/{title} S{season:02}E{episode:03}"
@@ -38,6 +46,7 @@ SHORT = "{key}/{season}x{episode:02} {episode_title}"
 FRIEREN = SeriesNaming("Frieren: Beyond Journey's End", 2023, "frieren", "tt22248376")
 BIG = MIN_EPISODE_BYTES + 1
 WINDOWS_FORBIDDEN = set('<>:"\\|?*')
+FAKE_CATALOG = load_catalog()
 
 
 def test_default_template_is_the_configs(write_config: Callable[..., Path]) -> None:
@@ -136,6 +145,35 @@ def test_long_title_is_cut_after_the_episode_title_and_numbers_stay() -> None:
     assert season == "Season 01"
     assert name == "Ü" * 121 + " - S01E02.mkv"  # the episode title went first, completely
     assert all(len(part.encode()) <= 255 for part in (folder, name))
+
+
+BLACKSMITH = FAKE_CATALOG.series["reincarnated-as-a-village-blacksmith"].title  # the fake site's longest title
+# The file name is "<title> - S01E02 - <episode title>.mkv": a title of n characters leaves 239 - n for the episode.
+CUT_CASES = [
+    pytest.param(
+        BLACKSMITH,
+        "Töpfe, Pfannen und ein Held",
+        f"{sanitize_component(BLACKSMITH)} - S01E02.mkv",  # its ': ' is ' - ' in names: 238 characters
+        id="fake-site-title-left-one-letter",
+    ),
+    pytest.param("x" * 229, "Abenteuer im Wald", "x" * 229 + " - S01E02 - Abenteuer.mkv", id="cut-at-a-space"),
+    pytest.param("x" * 231, "Abenteuer im Wald", "x" * 231 + " - S01E02 - Abenteue.mkv", id="eight-letters-stay"),
+    pytest.param("x" * 232, "Abenteuer im Wald", "x" * 232 + " - S01E02.mkv", id="seven-letters-go"),
+    # Letters and digits count, not bytes or punctuation: "Töpfe, Pfa" is 11 bytes and 8 letters.
+    pytest.param("x" * 228, "Töpfe, Pfannen", "x" * 228 + " - S01E02 - Töpfe, Pfa.mkv", id="punctuation-eight"),
+    pytest.param("x" * 229, "Töpfe, Pfannen", "x" * 229 + " - S01E02.mkv", id="punctuation-seven"),
+]
+
+
+@pytest.mark.parametrize(("title", "episode_title", "expected"), CUT_CASES)
+def test_a_cut_episode_title_keeps_enough_letters_or_goes(title: str, episode_title: str, expected: str) -> None:
+    naming = SeriesNaming(title, None, "k")
+    template = NamingTemplate(DEFAULT)
+    path = template.episode_path(naming, 1, 2, episode_title, None, ".mkv")
+    name = path.split("/", 1)[1]
+    assert name == f"Season 01/{expected}"
+    assert len(expected.encode()) <= 255
+    assert template.parse(name, naming) == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -403,6 +441,7 @@ def round_trip_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @example(SeriesNaming("LPT1.txt", None, "aux", "tt0"), 1, 1, "COM1", None, ".ts")
 @example(SeriesNaming("...", None, "k"), 1, 1, "...", None, ".mkv")
 @example(SeriesNaming("9", None, "k"), 1, 1, "2", None, ".mkv")
+@example(SeriesNaming("x" * 232, None, "k"), 1, 2, "Abenteuer im Wald", None, ".mkv")  # 7 letters would fit
 def test_rendered_paths_parse_back_and_stay_inside(
     round_trip_root: Path,
     template: str,
@@ -423,6 +462,20 @@ def test_rendered_paths_parse_back_and_stay_inside(
     assert parts[-1].endswith(extension)
     assert naming_template.parse("/".join(parts[1:]), naming) == (season, episode)
     assert library_path(round_trip_root, path).resolve().is_relative_to(round_trip_root.resolve())
+    # A cut episode title is absent or keeps at least the minimum of letters and digits. Without the title the
+    # name is the one of an untitled episode; with it, that name plus the title's part (the title comes last).
+    untitled = naming_template.episode_path(naming, season, episode, "", language, extension).split("/")[-1]
+    if "{episode_title}" in template and parts[-1] != untitled:
+        stem, untitled_stem = parts[-1].removesuffix(extension), untitled.removesuffix(extension)
+        assert stem.startswith(untitled_stem)
+        shown = stem[len(untitled_stem) :]
+        if letters(shown) < letters(sanitize_component(episode_title)):  # the title was cut
+            assert letters(shown) >= MIN_CUT_TITLE_CHARS, parts[-1]
+
+
+def letters(text: str) -> int:
+    """How many letters and digits `text` has."""
+    return sum(1 for char in text if char.isalnum())
 
 
 # ---------------------------------------------------------------------------------------------------------------

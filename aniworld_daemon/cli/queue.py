@@ -61,7 +61,7 @@ async def download(
     A series not followed yet is followed, not monitored; the episodes are queued with high priority, and the queue
     engine works on these items only, so a daemon running on the same queue keeps its own.
     """
-    key = normalize_key(url_or_key)
+    key = normalize_key(url_or_key, config.provider.base_url)
     async with Application(config).components() as app:
         series = await app.series.find(key)
         followed = series is None

@@ -37,7 +37,7 @@ async def info(
     config: ProviderConfig, url_or_key: str, *, progress: TextIO | None = None
 ) -> tuple[SeriesInfo, list[SeasonPage]]:
     """A series page and all its season pages (movies first as season 0)."""
-    key = normalize_key(url_or_key)
+    key = normalize_key(url_or_key, config.base_url)
     async with open_site(config) as (_, provider):
         series = await provider.series(key)
         numbers = ([0] if series.has_movies else []) + list(series.seasons)

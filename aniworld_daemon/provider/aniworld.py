@@ -29,6 +29,8 @@ from aniworld_daemon.provider.urls import (
     KEY_RE,
     SERIES_PATH_RE,
     episode_url,
+    is_site_host,
+    not_on_site,
     parse_episode_url,
     parse_season_url,
     parse_series_url,
@@ -69,8 +71,12 @@ LOGGER = logging.getLogger(__name__)
 KEY_EXAMPLE = "expected a series key like one-piece or a URL like https://aniworld.to/anime/stream/one-piece"
 
 
-def normalize_key(value: str) -> str:
-    """The series key of a key, or of a series/season/episode URL on any host; raises ValidationError (HTTP 422)."""
+def normalize_key(value: str, base_url: str | None = None) -> str:
+    """The series key of a key, or of a series/season/episode URL; raises ValidationError (HTTP 422).
+
+    With `base_url`, a URL must be on the site (aniworld.to or `base_url`'s host): the key of another site's URL would
+    silently name whatever series has that slug here. Without it, any host is taken (a path needs none).
+    """
     text = value.strip()
     if KEY_RE.match(text):
         return text
@@ -81,8 +87,11 @@ def normalize_key(value: str) -> str:
     except ValueError:
         parts = None
     match = SERIES_PATH_RE.match(parts.path) if parts is not None and parts.scheme in ("http", "https", "") else None
-    if match is None:
+    if parts is None or match is None:
         raise ValidationError(KEY_EXAMPLE, details={"value": value})
+    if base_url is not None and parts.netloc and not is_site_host(parts.hostname, base_url):
+        host = parts.hostname or parts.netloc
+        raise ValidationError(not_on_site(host, match["key"], base_url), details={"value": value, "host": host})
     return match["key"]
 
 

@@ -21,6 +21,7 @@ EPISODE_PATH_RE = re.compile(
 # The POST search also finds seasons, episodes and non-anime pages; only series links are results.
 SEARCH_LINK_RE = re.compile(rf"^/anime/stream/({_SLUG})/?$")
 MOVIES = 0  # movies are season 0 everywhere
+SITE_HOST = "aniworld.to"  # the site's own host; a series URL copied from the browser is on it (maybe as www.)
 
 
 def series_url(base_url: str, key: str) -> str:
@@ -40,6 +41,36 @@ def episode_url(base_url: str, key: str, season: int, number: int) -> str:
     if season == MOVIES:
         return f"{series_url(base_url, key)}/filme/film-{number}"
     return f"{series_url(base_url, key)}/staffel-{season}/episode-{number}"
+
+
+def is_site_host(host: str | None, base_url: str) -> bool:
+    """Whether `host` is the site's: aniworld.to or the host of `base_url`, each with or without `www.`, any case.
+
+    The port does not count: a series URL only gives the key, which is always read at `base_url` itself.
+    """
+    if not host:
+        return False
+    return _bare_host(host) in _site_hosts(base_url)
+
+
+def not_on_site(host: str, key: str, base_url: str) -> str:
+    """What to tell someone whose series URL is on `host`, another site: which hosts are the site's, what to type."""
+    hosts = " or ".join(_site_hosts(base_url))
+    return f"the URL is on {host}, not on the site ({hosts}); give the key {key} or {series_url(base_url, key)}"
+
+
+def _site_hosts(base_url: str) -> tuple[str, ...]:
+    """aniworld.to and the host of `base_url`, as _bare_host() gives them, each once."""
+    try:
+        configured = urlsplit(base_url).hostname or ""
+    except ValueError:  # base_url is validated by the config; a malformed one simply adds no host
+        configured = ""
+    return tuple(dict.fromkeys(name for name in (_bare_host(SITE_HOST), _bare_host(configured)) if name))
+
+
+def _bare_host(host: str) -> str:
+    """A host name compared case-insensitively, without a trailing dot or a leading `www.`."""
+    return host.lower().rstrip(".").removeprefix("www.")
 
 
 def parse_episode_url(url: str) -> tuple[str, int, int]:

@@ -1,4 +1,4 @@
-"""The aiohttp server: app factory, error middleware, route table; bound last during start-up."""
+"""The aiohttp server: app factory, middlewares (metrics, errors, auth), the route table; bound last at start-up."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from aniworld_daemon.config import ApiConfig
 from aniworld_daemon.errors import (
@@ -18,11 +19,18 @@ from aniworld_daemon.errors import (
     NotFound,
     NotFoundError,
     ProviderError,
+    RateLimited,
     StorageError,
+    Unauthorized,
     ValidationError,
 )
 from aniworld_daemon.health import HealthReport
 from aniworld_daemon.models import HealthStatus
+from aniworld_daemon.web.api import Api, BadRequest
+from aniworld_daemon.web.api import queue as queue_api
+from aniworld_daemon.web.api import scans as scans_api
+from aniworld_daemon.web.api import series as series_api
+from aniworld_daemon.web.api import system as system_api
 from aniworld_daemon.wire import error_json, health_json
 
 LOGGER = logging.getLogger(__name__)
@@ -30,6 +38,9 @@ LOGGER = logging.getLogger(__name__)
 # The one place where errors become HTTP statuses; the most specific class in an error's MRO wins.
 HTTP_STATUS: dict[type[AniworldError], int] = {
     AniworldError: 500,
+    BadRequest: 400,
+    Unauthorized: 401,
+    RateLimited: 429,
     ValidationError: 422,
     ConfigError: 422,
     NotFoundError: 404,
@@ -45,8 +56,12 @@ _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
     429: "rate_limited",
 }
+MAX_BODY = 256 * 1024  # bytes; the largest body is a config file to validate
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def status_for(error: AniworldError) -> int:
@@ -73,7 +88,10 @@ async def error_middleware(
         status = status_for(err)
         if status >= 500:
             LOGGER.warning("%s %s failed: [%s] %s", request.method, request.path, err.code, err.message)
-        return error_response(status, err.code, err.message, err.details)
+        response = error_response(status, err.code, err.message, err.details)
+        if isinstance(err, RateLimited):
+            response.headers["Retry-After"] = str(err.details.get("retry_after", 60))
+        return response
     except web.HTTPException as err:
         if err.status < 400:
             raise
@@ -84,19 +102,43 @@ async def error_middleware(
         return error_response(500, AniworldError.code, "internal error; see the daemon log")
 
 
+def count_requests(api: Api) -> Middleware:
+    """The middleware that counts every request for /metrics by its route's pattern and final status."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)  # the error middleware inside turns every failure into a response
+        resource = request.match_info.route.resource
+        api.metrics.request(
+            request.method, resource.canonical if resource is not None else "unmatched", response.status
+        )
+        return response
+
+    return middleware
+
+
 class WebServer:
     """Owns the aiohttp application and its listening socket."""
 
-    def __init__(self, config: ApiConfig, *, version: str, health: Callable[[], Awaitable[HealthReport]]) -> None:
+    def __init__(
+        self, config: ApiConfig, *, version: str, health: Callable[[], Awaitable[HealthReport]], api: Api
+    ) -> None:
         self._config = config
         self._version = version
         self._health = health
+        self._api = api
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[error_middleware])
+        api = self._api
+        # Outermost first: count the request, render errors (auth's 401 too), then check credentials.
+        app = web.Application(
+            middlewares=[count_requests(api), error_middleware, api.auth.middleware()], client_max_size=MAX_BODY
+        )
         app.router.add_get("/health", self._handle_health)
+        for module in (queue_api, series_api, scans_api, system_api):
+            app.router.add_routes(module.routes(api))
         return app
 
     @property

@@ -1,0 +1,127 @@
+"""The REST API: thin handlers over the command table and `wire.py`, one module per capability.
+
+Each module has `routes(api)`, the route table of its capability; the server adds them all. Bodies and query
+parameters are validated here, at the boundary, with the shared named validators: a bad one is a 400/422 naming the
+field, never a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import voluptuous as vol
+from aiohttp import web
+
+from aniworld_daemon.commands import CommandTable
+from aniworld_daemon.config import Config
+from aniworld_daemon.downloads.engine import Downloader
+from aniworld_daemon.errors import AniworldError, ValidationError
+from aniworld_daemon.health import HealthChecks
+from aniworld_daemon.metrics import Metrics
+from aniworld_daemon.rescan import Rescanner
+from aniworld_daemon.scheduler import Scheduler
+from aniworld_daemon.series import SeriesManager
+from aniworld_daemon.store.database import Database
+from aniworld_daemon.validators import validate_payload
+from aniworld_daemon.web.auth import Auth
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+
+class BadRequest(AniworldError):
+    """A request whose body is not what the route reads (not JSON, not an object, not YAML text)."""
+
+    code = "bad_request"
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """What the handlers use: the daemon's parts, handed in by the composition root."""
+
+    commands: CommandTable
+    downloader: Downloader
+    series: SeriesManager
+    db: Database
+    rescanner: Rescanner
+    scheduler: Scheduler
+    health: HealthChecks
+    auth: Auth
+    metrics: Metrics
+    version: str
+    started: float  # time.monotonic() at start, for the uptime
+    config: Callable[[], Config]  # the configuration in force (changes with reloads)
+    reload: Callable[[], Awaitable[list[str]]]  # SIGHUP's reload: the refusal's lines, [] when it took effect
+
+    @property
+    def uptime(self) -> float:
+        """Seconds since the daemon started."""
+        return time.monotonic() - self.started
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when empty); BadRequest when it is not JSON or not an object."""
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise BadRequest(f"the body is not JSON: {err}", details={"field": "body"}) from None
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object", details={"field": "body"})
+    return data
+
+
+def query_int(low: int, high: int) -> Callable[[Any], int]:
+    """A whole number from a query string, low..high."""
+
+    def validate(value: Any) -> int:
+        if isinstance(value, str) and value.isascii() and value.isdigit() and low <= int(value) <= high:
+            return int(value)
+        raise vol.Invalid(f"expected a whole number from {low} to {high}")
+
+    return validate
+
+
+PAGING = {
+    vol.Optional("offset", default="0"): query_int(0, 10**9),
+    vol.Optional("limit", default=str(DEFAULT_PAGE)): query_int(1, MAX_PAGE),
+}
+
+
+def query(request: web.Request, schema: Mapping[Any, Any]) -> dict[str, Any]:
+    """The request's query parameters validated against `schema`; ValidationError names the parameter."""
+    params = {key: request.query.getone(key) for key in request.query}
+    validated: dict[str, Any] = validate_payload(vol.Schema(dict(schema)), params)
+    return validated
+
+
+def page(items: list[Any], total: int, offset: int, limit: int) -> dict[str, Any]:
+    """The paged envelope: `{items, total, offset, limit}`."""
+    return {"items": items, "total": total, "offset": offset, "limit": limit}
+
+
+def respond(data: Any, status: int = 200) -> web.Response:
+    """A JSON response."""
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def ok(message: str, **extra: Any) -> web.Response:
+    """The seed's acknowledgement: `{status: "success", message, ...}`."""
+    return respond({"status": "success", "message": message, **extra})
+
+
+def require(data: Mapping[str, Any], name: str) -> Any:
+    """A required body field, or ValidationError naming it (for the few bodies read without a schema)."""
+    if name not in data:
+        raise ValidationError(f"{name}: required", details={"field": name, "errors": [f"{name}: required"]})
+    return data[name]
