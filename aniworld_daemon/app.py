@@ -10,23 +10,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
+import voluptuous as vol
+
 from aniworld_daemon import __version__
-from aniworld_daemon.commands import build_command_table
-from aniworld_daemon.config import Config, ProviderConfig, load_config
+from aniworld_daemon.commands import SCHEDULE_OVERRIDE, build_command_table
+from aniworld_daemon.config import Config, ProviderConfig, load_config, rescan_schedule
 from aniworld_daemon.downloads.engine import Downloader
 from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import AniworldError, ConfigError, StorageError
 from aniworld_daemon.events import EventBus, ServerShutdown
 from aniworld_daemon.health import HealthChecks
 from aniworld_daemon.log import apply_log_level
+from aniworld_daemon.metrics import Metrics
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult
 from aniworld_daemon.scheduler import Scheduler
 from aniworld_daemon.series import SeriesManager
+from aniworld_daemon.store.backups import Backups
 from aniworld_daemon.store.database import Database
 from aniworld_daemon.systemd import SystemdNotifier
+from aniworld_daemon.web.api import Api
+from aniworld_daemon.web.auth import Auth
 from aniworld_daemon.web.server import WebServer
 
 LOGGER = logging.getLogger(__name__)
@@ -55,10 +61,42 @@ class Application:
             self.db, self.provider, self.bus, self.series, config, queue=self.downloader, temp=self.temp
         )
         self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
-        self.commands = build_command_table(self.downloader, self.series, self.rescanner, self.provider)
-        self.health = HealthChecks(self.db, self.http, config.library.path, [self.downloader.problems])
+        self.backups = Backups(self.db, config.data_dir)
+        self.commands = build_command_table(
+            self.downloader,
+            self.series,
+            self.rescanner,
+            self.provider,
+            scheduler=self.scheduler,
+            backups=self.backups,
+            settings=self.db,
+        )
+        self.health = HealthChecks(
+            self.db,
+            self.http,
+            config.library.path,
+            config.downloads.min_free_space,
+            problem_sources=[self.downloader.problems],
+        )
         self.notifier = notifier or SystemdNotifier()
-        self.web = WebServer(config.api, version=__version__, health=self.health.report)
+        self.auth = Auth(config.api, config.data_dir, self.db)
+        self.metrics = Metrics(self.bus, self.http)
+        api = Api(
+            commands=self.commands,
+            downloader=self.downloader,
+            series=self.series,
+            db=self.db,
+            rescanner=self.rescanner,
+            scheduler=self.scheduler,
+            health=self.health,
+            auth=self.auth,
+            metrics=self.metrics,
+            version=__version__,
+            started=time.monotonic(),
+            config=lambda: self.config,
+            reload=self.reload,
+        )
+        self.web = WebServer(config.api, version=__version__, health=self.health.report, api=api)
         self._stop_stack: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested = asyncio.Event()
@@ -79,6 +117,7 @@ class Application:
             # Before the scheduler: a start-up rescan queues into a restored queue.
             await self._start_step("downloader", self.downloader.start, self.downloader.stop)
             await self._start_step("scheduler", self._start_scheduler, self.scheduler.stop)
+            await self._start_step("auth", self.auth.start, _nothing)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
         except BaseException:
@@ -91,6 +130,12 @@ class Application:
     async def _start_scheduler(self) -> None:
         # The last run survives restarts: it is the start of the newest stored scan report.
         latest = await self.db.list_scans(limit=1)
+        override = await self.db.get_setting(SCHEDULE_OVERRIDE)
+        if override is not None:
+            try:
+                self.scheduler.set_override(rescan_schedule(override))
+            except vol.Invalid as err:  # stored by an older version with other rules: the config's schedule runs
+                LOGGER.warning("Ignoring the stored schedule override %r: %s", override, err)
         await self.scheduler.start(last_run=latest[0].started_at if latest else None)
 
     @asynccontextmanager
@@ -179,8 +224,8 @@ class Application:
 
     # -- health, reload -------------------------------------------------------------------------------------------
 
-    async def reload(self) -> bool:
-        """Re-read and re-validate the config file; an invalid file is refused and the running config kept."""
+    async def reload(self) -> list[str]:
+        """Re-read and re-validate the config file; an invalid file is refused (its problems returned), kept running."""
         LOGGER.info("Reloading %s", self.config.source)
         try:
             new = await asyncio.to_thread(load_config, self.config.source)
@@ -189,7 +234,7 @@ class Application:
             for line in err.errors:
                 LOGGER.error("  %s", line)
             self.notifier.status("Running; last reload refused (invalid configuration)")
-            return False
+            return err.errors
         for name in RESTART_FIELDS:
             if getattr(new, name) != getattr(self.config, name):
                 LOGGER.warning("Changes to '%s' take effect after a restart", name)
@@ -198,14 +243,14 @@ class Application:
         self.provider.reconfigure(new.provider.base_url)
         self.downloader.reconfigure(new)
         self.series.reconfigure(NamingTemplate(new.library.naming))
-        self.health.reconfigure(new.library.path)
+        self.health.reconfigure(new.library.path, new.downloads.min_free_space)
         self.rescanner.reconfigure(new)
         self.scheduler.reconfigure(new.schedule)
         await self.series.sync_config(new.series)
         apply_log_level(new.logging.level, verbose=self._verbose)
         self.notifier.status(self.status_line())
         LOGGER.info("Reloaded configuration")
-        return True
+        return []
 
     def status_line(self) -> str:
         """A one-line summary for `systemctl status`."""

@@ -13,12 +13,16 @@ from typing import Any
 
 import voluptuous as vol
 
+from aniworld_daemon.config import rescan_schedule
 from aniworld_daemon.downloads.engine import Downloader
-from aniworld_daemon.errors import NotFoundError
-from aniworld_daemon.models import Language, Priority
-from aniworld_daemon.provider.aniworld import AniworldProvider, normalize_key
+from aniworld_daemon.errors import NotFoundError, ValidationError
+from aniworld_daemon.models import EpisodeState, Language, Priority
+from aniworld_daemon.provider.aniworld import KEY_EXAMPLE, AniworldProvider, normalize_key
 from aniworld_daemon.rescan import Rescanner
+from aniworld_daemon.scheduler import Scheduler
 from aniworld_daemon.series import SeriesManager, SeriesUpdate
+from aniworld_daemon.store.backups import Backups
+from aniworld_daemon.store.database import Database
 from aniworld_daemon.validators import (
     boolean,
     int_range,
@@ -30,8 +34,12 @@ from aniworld_daemon.validators import (
     unique_list,
     validate_payload,
 )
+from aniworld_daemon.wire import schedule_json
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+SCHEDULE_OVERRIDE = "schedule_override"  # the settings key of the runtime override of schedule.rescan
+SCHEDULE_HINT = "expected a crontab like '0 3 * * *', 'every 6h', '03:00 mon,thu', {every: 6h}, or null"
 
 priority = one_of("priority", tuple(priority.value for priority in Priority))
 item_ids = unique_list(non_empty_string, "queue item id")
@@ -50,13 +58,23 @@ def maybe(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return validate
 
 
-def series_ref(value: Any) -> str:
-    """A series URL or key (`one-piece`, `https://aniworld.to/anime/stream/one-piece`); returns the key."""
-    if not isinstance(value, str):
-        raise vol.Invalid(
-            "expected a series key like one-piece or a URL like https://aniworld.to/anime/stream/one-piece"
-        )
-    return normalize_key(value)
+def series_ref(provider: AniworldProvider) -> Callable[[Any], str]:
+    """A series URL on the provider's site or a key (`one-piece`, `https://aniworld.to/anime/stream/one-piece`).
+
+    The validator returns the key. The site's address is read at each call, so a reloaded `provider.base_url` counts.
+    """
+
+    def validate(value: Any) -> str:
+        if not isinstance(value, str):
+            raise vol.Invalid(KEY_EXAMPLE)
+        try:
+            return normalize_key(value, provider.base_url)
+        except ValidationError as err:
+            # As a schema error, so the caller's ValidationError names the field like every other bad argument.
+            raise vol.Invalid(err.message) from None
+
+    validate.__name__ = "series_ref"
+    return validate
 
 
 def wanted_seasons(value: Any) -> tuple[int, ...] | str:
@@ -107,7 +125,14 @@ class CommandTable:
 
 
 def build_command_table(
-    queue: Downloader, series: SeriesManager, rescanner: Rescanner, provider: AniworldProvider
+    queue: Downloader,
+    series: SeriesManager,
+    rescanner: Rescanner,
+    provider: AniworldProvider,
+    *,
+    scheduler: Scheduler,
+    backups: Backups,
+    settings: Database,
 ) -> CommandTable:
     """The daemon's commands over its components (called by the composition root)."""
     table = CommandTable()
@@ -174,7 +199,7 @@ def build_command_table(
         "series.follow",
         "follow a series by URL or key (reads its page once)",
         {
-            vol.Required("series"): series_ref,
+            vol.Required("series"): series_ref(provider),
             vol.Optional("languages", default=None): maybe(languages),
             vol.Optional("seasons", default=None): maybe(seasons),
             vol.Optional("monitored", default=True): boolean,
@@ -225,9 +250,64 @@ def build_command_table(
         ),
     )
     table.register(
+        "rescan.start",
+        "start a rescan (or join the running one) without waiting; returns its report's id",
+        {
+            vol.Optional("keys", default=None): maybe(series_keys),
+            vol.Optional("trigger", default="api"): non_empty_string,
+        },
+        lambda args: rescanner.start(args["trigger"], args["keys"] or None),
+    )
+
+    async def download_missing(args: dict[str, Any]) -> Any:
+        found = await series.get(args["key"])  # NotFoundError for a series nobody follows
+        wanted = [
+            (episode.season, episode.number)
+            for episode in await series.episodes(found.key)
+            if episode.state is EpisodeState.MISSING
+        ]
+        return await queue.add(found.key, wanted, Priority(args["priority"]))
+
+    table.register(
+        "series.download_missing",
+        "queue every missing episode of one followed series; returns the new items",
+        {vol.Required("key"): series_key, vol.Optional("priority", default=Priority.NORMAL.value): priority},
+        download_missing,
+    )
+    table.register(
         "search",
         "search the site for series",
         {vol.Required("query"): non_empty_string},
         lambda args: provider.search(args["query"]),
     )
+
+    # -- the schedule and backups ---------------------------------------------------------------------------------
+
+    async def show_schedule(_: dict[str, Any]) -> Any:
+        stored = await settings.get_setting(SCHEDULE_OVERRIDE)
+        source = "override" if scheduler.overridden else "config"
+        return schedule_json(scheduler.state(), source, stored if scheduler.overridden else None)
+
+    async def configure_schedule(args: dict[str, Any]) -> Any:
+        raw = args["rescan"]
+        if raw is None:
+            await settings.delete_setting(SCHEDULE_OVERRIDE)
+            scheduler.set_override(None)
+        else:
+            schedule = validate_payload(vol.Schema({vol.Required("rescan"): rescan_schedule}), args)["rescan"]
+            await settings.set_setting(SCHEDULE_OVERRIDE, raw)
+            scheduler.set_override(schedule)
+        return await show_schedule({})
+
+    table.register(
+        "scheduler.show", "the rescan schedule in force, its source, the next and last run", {}, show_schedule
+    )
+    table.register(
+        "scheduler.configure",
+        "override schedule.rescan at runtime (kept across restarts); null goes back to the configuration's",
+        {vol.Required("rescan"): vol.Any(None, str, dict, msg=SCHEDULE_HINT)},
+        configure_schedule,
+    )
+    table.register("backup.list", "the database's backups, newest first", {}, lambda _: backups.list())
+    table.register("backup.create", "back up the database now", {}, lambda _: backups.create())
     return table

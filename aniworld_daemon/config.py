@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import time as dt_time
 from datetime import timedelta
@@ -42,6 +44,7 @@ from aniworld_daemon.validators import (
     section,
     series_key,
     series_url,
+    site_series_url,
     size,
     unique_list,
     weekdays,
@@ -181,6 +184,8 @@ class Config:
     api: ApiConfig
     mqtt: MqttConfig
     logging: LoggingConfig
+    # Key paths whose values came from !secret (like ("mqtt", "password")): redacted wherever the config is shown.
+    secret_paths: frozenset[KeyPath] = field(default=frozenset(), repr=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,6 +245,32 @@ def series_entry(value: Any) -> SeriesConfig:
 series_list = unique_list(series_entry, "series", key=lambda series: series.key, allow_empty=True)
 
 
+def _final_validation(data: dict[str, Any], document: _Document) -> list[vol.Invalid]:
+    """Checks across sections, after the schema (as ESPHome's final validation): one error per problem.
+
+    A series URL must be on the site: its host needs `provider.base_url`, which the `series:` schema cannot see. The
+    two sections are validated here on their own, so this runs also when another section has errors.
+    """
+    try:
+        site = PROVIDER_SCHEMA(data.get("provider"))["base_url"]
+        entries: list[SeriesConfig] = series_list(data.get("series"))
+    except vol.Invalid:
+        return []  # the schema reports these sections' own errors; the check needs both of them valid
+    problems: list[vol.Invalid] = []
+    on_site = site_series_url(site)
+    for index, entry in enumerate(entries):
+        if entry.url is None:
+            continue
+        try:
+            on_site(entry.url)
+        except vol.Invalid as err:
+            # Reported where the URL was written: the entry's `url:` line, or the entry itself when it is plain text.
+            found, raw = document.value_at(("series", index))
+            path: list[Hashable] = ["series", index, "url"] if found and isinstance(raw, dict) else ["series", index]
+            problems.append(vol.Invalid(err.error_message, path=path))
+    return problems
+
+
 def api_key(value: Any) -> str | None:
     """An API key of at least 16 characters, or null to have one generated."""
     text = optional_string(value)
@@ -247,6 +278,18 @@ def api_key(value: Any) -> str | None:
         raise vol.Invalid("use at least 16 characters (generate one with: openssl rand -hex 16), or leave it out")
     return text
 
+
+# A section of its own: the final validation needs `base_url` also when another section has errors.
+PROVIDER_SCHEMA = section(
+    {
+        vol.Optional("base_url", default="https://aniworld.to"): base_url,
+        vol.Optional("languages", default=["de-sub", "de-dub", "en-sub"]): languages,
+        vol.Optional("hosters", default=list(HOSTERS)): hosters,
+        vol.Optional("requests_per_second", default=2): positive_number,
+        vol.Optional("max_connections", default=2): int_range(1, 16),
+        vol.Optional("cooldown", default="15m"): duration,
+    }
+)
 
 CONFIG_SCHEMA = section(
     {
@@ -261,16 +304,7 @@ CONFIG_SCHEMA = section(
             }
         ),
         vol.Optional("data_dir", default="./data"): non_empty_string,
-        vol.Optional("provider", default={}): section(
-            {
-                vol.Optional("base_url", default="https://aniworld.to"): base_url,
-                vol.Optional("languages", default=["de-sub", "de-dub", "en-sub"]): languages,
-                vol.Optional("hosters", default=list(HOSTERS)): hosters,
-                vol.Optional("requests_per_second", default=2): positive_number,
-                vol.Optional("max_connections", default=2): int_range(1, 16),
-                vol.Optional("cooldown", default="15m"): duration,
-            }
-        ),
+        vol.Optional("provider", default={}): PROVIDER_SCHEMA,
         vol.Optional("downloads", default={}): section(
             {
                 vol.Optional("max_concurrent", default=2): int_range(1, 10),
@@ -336,6 +370,7 @@ class _Document:
     errors: list[str]
     unresolved: set[KeyPath]
     building: set[int] = field(default_factory=set)  # ids of nodes under construction: catches `&a [*a]`
+    secret_paths: set[KeyPath] = field(default_factory=set)  # values that came from !secret: never shown
 
     def line_of(self, path: KeyPath) -> int:
         """The line of the deepest known prefix of `path` (1 for the file itself)."""
@@ -397,14 +432,15 @@ class _TagError(Exception):
     """A !secret or !env tag could not be resolved."""
 
 
-def _load_document(file: Path, secrets: _SecretSource | None) -> _Document:
-    """Parse one YAML (or JSON) file into a `_Document`; syntax errors become error lines, never exceptions."""
+def _load_document(file: Path, secrets: _SecretSource | None, raw: bytes | None = None) -> _Document:
+    """Parse one YAML (or JSON) file (or `raw`, named `file`) into a `_Document`; syntax errors become error lines."""
     document = _Document(file, None, {}, [], set())
-    try:
-        raw = file.read_bytes()
-    except OSError as err:
-        document.errors.append(f"{file}: cannot read the file: {err.strerror or err}")
-        return document
+    if raw is None:
+        try:
+            raw = file.read_bytes()
+        except OSError as err:
+            document.errors.append(f"{file}: cannot read the file: {err.strerror or err}")
+            return document
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -489,6 +525,8 @@ def _construct_scalar(
     loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, document: _Document, secrets: _SecretSource | None
 ) -> Any:
     if isinstance(node, yaml.ScalarNode) and node.tag in ("!secret", "!env"):
+        if node.tag == "!secret":
+            document.secret_paths.add(path)
         try:
             return _resolve_tag(node.tag, str(loader.construct_scalar(node)).strip(), secrets)
         except _TagError as err:
@@ -537,13 +575,26 @@ def _is_secret_path(path: KeyPath) -> bool:
 def load_config(file: Path | str) -> Config:
     """Load, resolve and validate a config file; raises ConfigError with one rendered line per problem."""
     path = Path(file)
-    document = _load_document(path, _SecretSource(path))
+    return _validate(path, _load_document(path, _SecretSource(path)))
+
+
+async def validate_text(text: str, beside: Path) -> Config:
+    """Validate a config given as text, as if it were the file `beside` (its !secret come from there's folder).
+
+    Raises ConfigError with the same lines as `check-config`, naming the lines of `text`.
+    """
+    return await asyncio.to_thread(_validate, beside, _load_document(beside, _SecretSource(beside), text.encode()))
+
+
+def _validate(path: Path, document: _Document) -> Config:
+    """The Config of a loaded document, or ConfigError with every problem."""
     errors = list(document.errors)
     if not errors and document.data is None:
         raise ConfigError([f"{path}:1: the file is empty; it needs at least 'library:' with 'path:'"])
     if document.data is not None and not isinstance(document.data, dict):
         raise ConfigError([*errors, f"{path}:1: expected a mapping of sections like 'library:' at the top level"])
     if isinstance(document.data, dict):
+        validated: dict[str, Any] | None = None
         try:
             validated = CONFIG_SCHEMA(document.data)
         except vol.Invalid as err:
@@ -551,9 +602,9 @@ def load_config(file: Path | str) -> Config:
                 # A value whose !secret/!env failed was reported already; its schema error would only be noise.
                 if not any(tuple(item.path[: len(bad)]) == bad for bad in document.unresolved):
                     errors.append(_render_error(document, item))
-        else:
-            if not errors:
-                return _build(path, validated)
+        errors += [_render_error(document, item) for item in _final_validation(document.data, document)]
+        if validated is not None and not errors:
+            return _build(path, validated, frozenset(document.secret_paths))
     errors.sort(key=_error_sort_key)
     raise ConfigError(errors)
 
@@ -572,7 +623,7 @@ def _error_sort_key(line: str) -> tuple[str, int]:
     return (match.group(1), int(match.group(2))) if match else (line, 0)
 
 
-def _build(source: Path, data: dict[str, Any]) -> Config:
+def _build(source: Path, data: dict[str, Any], secret_paths: frozenset[KeyPath] = frozenset()) -> Config:
     """Turn validated data into the typed Config; relative paths are taken from the config file's folder."""
     base = source.resolve().parent
     library, provider, downloads = data["library"], data["provider"], data["downloads"]
@@ -599,4 +650,5 @@ def _build(source: Path, data: dict[str, Any]) -> Config:
         api=ApiConfig(**api),
         mqtt=MqttConfig(**mqtt),
         logging=LoggingConfig(**data["logging"]),
+        secret_paths=secret_paths,
     )

@@ -108,3 +108,15 @@ class ValidationError(AniworldError):
     """A request body or payload is invalid; `details` names the field."""
 
     code = "validation_error"
+
+
+class Unauthorized(AniworldError):
+    """A request without valid credentials (API key, session token, or a wrong password)."""
+
+    code = "unauthorized"
+
+
+class RateLimited(AniworldError):
+    """Too many failed attempts from one client; `details.retry_after` says how many seconds to wait."""
+
+    code = "rate_limited"

@@ -50,6 +50,9 @@ from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
 
+# The settings key under which a cover that could not be fetched is remembered, per series key (see _write_poster).
+COVER_FAILED_SETTING = "cover_failed:{key}"
+
 # Series refreshed at the same time. More than the connections per host, so parsing and database writes of one
 # series overlap the requests of the next; the HTTP client's budget is what actually paces the site.
 SERIES_WORKERS = 6
@@ -164,6 +167,7 @@ class Rescanner:
         self._queue = queue
         self._temp = temp  # NFO and poster are written through the library's temp dir
         self._task: asyncio.Task[ScanResult] | None = None
+        self._scan_id = ""  # the report id of the latest rescan started
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded configuration from the next rescan on."""
@@ -187,14 +191,34 @@ class Rescanner:
         `dry_run` reads the site and the disk and reports, but writes nothing into the library and queues nothing.
         `queue_missing`: hand the missing episodes to the download queue (with `downloads.auto_download`).
         """
+        task = await self._begin(trigger, keys, dry_run=dry_run, queue_missing=queue_missing)
+        # Shielded: a caller that gives up (a cancelled API request) does not cancel the scan the others wait for.
+        return await asyncio.shield(task)
+
+    async def start(self, trigger: str = "api", keys: Sequence[str] | None = None) -> str:
+        """Start a rescan (or join the running one) without waiting for it; the id of its report.
+
+        Unknown keys are refused before anything starts (NotFoundError), so the caller's answer can say so.
+        """
+        if keys:
+            known = {series.key for series in await self._db.list_series()}
+            unknown = [key for key in keys if key not in known]
+            if unknown:
+                raise NotFoundError(f"not followed: {', '.join(unknown)}", details={"keys": unknown})
+        await self._begin(trigger, keys, dry_run=False, queue_missing=True)
+        return self._scan_id
+
+    async def _begin(
+        self, trigger: str, keys: Sequence[str] | None, *, dry_run: bool, queue_missing: bool
+    ) -> asyncio.Task[ScanResult]:
         if self._task is None or self._task.done():
             enqueue = queue_missing and not dry_run
-            scan = self._scan(trigger, keys, dry_run=dry_run, enqueue=enqueue)
+            self._scan_id = uuid.uuid4().hex
+            scan = self._scan(self._scan_id, trigger, keys, dry_run=dry_run, enqueue=enqueue)
             self._task = asyncio.get_running_loop().create_task(scan, name="rescan")
         else:
             LOGGER.info("A rescan is already running; the %s request joins it", trigger)
-        # Shielded: a caller that gives up (a cancelled API request) does not cancel the scan the others wait for.
-        return await asyncio.shield(self._task)
+        return self._task
 
     async def recover(self) -> None:
         """At the daemon's start: a scan report left `running` by a kill is `interrupted` (none can run yet)."""
@@ -211,7 +235,9 @@ class Rescanner:
 
     # -- one rescan -------------------------------------------------------------------------------------------------
 
-    async def _scan(self, trigger: str, keys: Sequence[str] | None, *, dry_run: bool, enqueue: bool) -> ScanResult:
+    async def _scan(
+        self, scan_id: str, trigger: str, keys: Sequence[str] | None, *, dry_run: bool, enqueue: bool
+    ) -> ScanResult:
         all_series = await self._db.list_series()
         by_key = {series.key: series for series in all_series}
         if keys:
@@ -221,7 +247,7 @@ class Rescanner:
             selected = [by_key[key] for key in dict.fromkeys(keys)]
         else:
             selected = [series for series in all_series if series.monitored]
-        report = ScanReport(id=uuid.uuid4().hex, trigger=trigger, status=ScanStatus.RUNNING, started_at=_utcnow())
+        report = ScanReport(id=scan_id, trigger=trigger, status=ScanStatus.RUNNING, started_at=_utcnow())
         await self._db.save_scan(report)
         self._bus.emit(ScanStarted(scan_id=report.id, trigger=trigger, series_total=len(selected)))
         LOGGER.info("Rescan %s (%s) of %d series started", report.id[:8], trigger, len(selected))
@@ -384,11 +410,12 @@ class Rescanner:
         error: str | None = None
         new: tuple[tuple[int, int], ...] = ()
         known: _Known | None = None
+        full = False  # whether this scan gave the series its full refresh
         if run.halted is not None:
             error = f"not checked: {run.halted}"
         else:
             try:
-                series, new, known = await self._refresh(series, run)
+                series, new, known, full = await self._refresh(series, run)
             except (Blocked, Unreachable) as err:
                 # Every further request would be refused or time out too: the other series are not asked.
                 run.halted = run.halted or _halt_text(err)
@@ -409,7 +436,7 @@ class Rescanner:
             series, files, run, known or await self._known(series.key), new=new, error=error
         )
         if not run.dry_run and self._config.library.write_nfo:
-            await self._write_metadata(series, run)
+            await self._write_metadata(series, run, full=full)
         return outcome
 
     async def _known(self, key: str) -> _Known:
@@ -417,8 +444,11 @@ class Rescanner:
         episodes = {(episode.season, episode.number): episode for episode in await self._db.list_episodes(key)}
         return _Known(episodes, {fetch.season: fetch for fetch in await self._db.list_season_fetches(key)})
 
-    async def _refresh(self, series: Series, run: _ScanRun) -> tuple[Series, tuple[tuple[int, int], ...], _Known]:
-        """Read and store the pages of a series that can have changed; return it, its new episodes and what is known."""
+    async def _refresh(self, series: Series, run: _ScanRun) -> tuple[Series, tuple[tuple[int, int], ...], _Known, bool]:
+        """Read and store the pages of a series that can have changed.
+
+        Returns the series, its new episodes, what is known of it, and whether this was its full refresh.
+        """
         now = _utcnow()
         before = await self._known(series.key)
         fetches, known = before.fetches, before.episodes
@@ -448,7 +478,7 @@ class Rescanner:
             after.fetches[season] = SeasonFetch(series.key, season, now, len(episodes))
         if full:
             series = await self._series.save(series, replace(series, refreshed_at=now))
-        return series, tuple(new), after
+        return series, tuple(new), after, full
 
     async def _read_pages(
         self,
@@ -564,8 +594,11 @@ class Rescanner:
             error=error,
         )
 
-    async def _write_metadata(self, series: Series, run: _ScanRun) -> None:
-        """tvshow.nfo and poster.jpg in a series folder that exists, once; a failure is logged, not fatal."""
+    async def _write_metadata(self, series: Series, run: _ScanRun, *, full: bool) -> None:
+        """tvshow.nfo and poster.jpg in a series folder that exists, once; a failure is logged, not fatal.
+
+        `full`: this scan gave the series its full refresh, when a cover that failed before is asked for again.
+        """
         if series.refreshed_at is None or series.folder not in run.folders:
             return  # no metadata read yet, or no folder: nothing to describe, and no empty folder is created
         folder = Path(self._config.library.path) / series.folder
@@ -581,12 +614,43 @@ class Rescanner:
         try:
             await asyncio.to_thread(write_show_nfo, folder, metadata, self._temp.folder)
             if series.cover_url and run.halted is None and await asyncio.to_thread(needs_poster, folder):
-                cover = await self._provider.cover(series.cover_url)
-                await asyncio.to_thread(write_poster, folder, cover, self._temp.folder)
-        except ProviderError as err:
-            LOGGER.info("No poster for %s yet: %s", series.key, err.message)
+                await self._write_poster(series, series.cover_url, folder, full=full)
         except OSError as err:
             LOGGER.warning("Could not write the metadata of %s into %s: %s", series.key, folder, err)
+
+    async def _write_poster(self, series: Series, cover_url: str, folder: Path, *, full: bool) -> None:
+        """poster.jpg from the site's cover, unless that cover failed before and this is no full refresh.
+
+        A cover the site does not serve (a 404, an empty image) would otherwise cost one request per series at every
+        rescan, for ever. So a failure is remembered with its URL, and the cover is asked for again only at the
+        series' full refresh or when the series page names another cover.
+        """
+        setting = COVER_FAILED_SETTING.format(key=series.key)
+        failed = await self._db.get_setting(setting)
+        if isinstance(failed, dict) and failed.get("url") == cover_url and not full:
+            LOGGER.debug(
+                "No poster for %s: its cover failed at %s; asked again at the full refresh",
+                series.key,
+                failed.get("at"),
+            )
+            return
+        try:
+            cover = await self._provider.cover(cover_url)
+        except (Blocked, Unreachable) as err:
+            # Not the cover's fault: the site refused us or is away, and the next rescan simply tries again.
+            LOGGER.info("No poster for %s yet: %s", series.key, err.message)
+            return
+        except ProviderError as err:
+            problem: str | None = err.message
+        else:
+            problem = None if cover else f"{cover_url} is empty"
+        if problem is not None:
+            await self._db.set_setting(setting, {"url": cover_url, "at": _utcnow().isoformat(), "error": problem})
+            LOGGER.info("No poster for %s: %s; asked again at its next full refresh", series.key, problem)
+            return
+        await asyncio.to_thread(write_poster, folder, cover, self._temp.folder)
+        if failed is not None:
+            await self._db.set_setting(setting, None)  # it works now: a later missing poster is fetched at once
 
 
 class _Count(Protocol):

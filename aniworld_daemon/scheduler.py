@@ -134,6 +134,7 @@ class Scheduler:
         tz: tzinfo | None = None,
     ) -> None:
         self._config = config
+        self._override: RescanSchedule | None = None  # set over the API; wins over config.rescan until dropped
         self._job = job
         self._last_run = _aware_utc(last_run)
         # tzlocal (APScheduler's own default) gives the named zone, so '03:00' stays 03:00 across DST changes; the
@@ -161,7 +162,7 @@ class Scheduler:
             self._add_job(STARTUP_JOB_ID, DateTrigger(run_date=datetime.now(self._tz), timezone=self._tz), "startup")
         LOGGER.info(
             "Rescans run %s%s; the next at %s",
-            _describe(self._config.rescan),
+            _describe(self.rescan),
             ", and now at startup" if self._config.run_on_start else "",
             self._format_next_run(),
         )
@@ -191,23 +192,42 @@ class Scheduler:
         await asyncio.gather(*tasks, return_exceptions=True)
         LOGGER.debug("Scheduler stopped")
 
+    @property
+    def rescan(self) -> RescanSchedule:
+        """The rescan schedule in force: the runtime override, else the configuration's."""
+        return self._override if self._override is not None else self._config.rescan
+
+    @property
+    def overridden(self) -> bool:
+        """Whether a runtime override is in force."""
+        return self._override is not None
+
     def reconfigure(self, config: ScheduleConfig) -> None:
         """Use a reloaded schedule (SIGHUP): the job is replaced when the rescan schedule changed, kept otherwise."""
-        old = self._config
+        before = self.rescan
         self._config = config
+        self._reschedule(before)
+
+    def set_override(self, schedule: RescanSchedule | None) -> None:
+        """Run rescans on `schedule` instead of the configuration's (None: the configuration's again)."""
+        before = self.rescan
+        self._override = schedule
+        self._reschedule(before)
+
+    def _reschedule(self, before: RescanSchedule) -> None:
         if not self._started or self._stopping:
             return
-        if config.rescan == old.rescan:
+        if self.rescan == before:
             # Re-adding an unchanged interval job would restart its interval: a reload must not postpone rescans.
-            LOGGER.debug("Rescan schedule unchanged: %s", _describe(config.rescan))
+            LOGGER.debug("Rescan schedule unchanged: %s", _describe(self.rescan))
             return
         self._add_rescan_job()
-        LOGGER.info("Rescans now run %s; the next at %s", _describe(config.rescan), self._format_next_run())
+        LOGGER.info("Rescans now run %s; the next at %s", _describe(self.rescan), self._format_next_run())
 
     def state(self) -> ScheduleState:
         """The schedule in words, the next run (None unless started), the last run, and whether a run is going on."""
         return ScheduleState(
-            description=_describe(self._config.rescan),
+            description=_describe(self.rescan),
             next_run=self._next_run(),
             last_run=self._last_run,
             running=self._active > 0,
@@ -230,7 +250,7 @@ class Scheduler:
         return next_run.astimezone(self._tz).isoformat(timespec="seconds") if next_run is not None else "never"
 
     def _add_rescan_job(self) -> None:
-        self._add_job(JOB_ID, build_trigger(self._config.rescan, self._tz), "schedule")
+        self._add_job(JOB_ID, build_trigger(self.rescan, self._tz), "schedule")
 
     def _add_job(self, job_id: str, trigger: BaseTrigger, name: str) -> None:
         self._scheduler.add_job(

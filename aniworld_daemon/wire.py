@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 from enum import Enum
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from aniworld_daemon.models import MB, Download, DownloadStatus, Episode, EpisodeState, ScanReport, Series
+from aniworld_daemon.models import (
+    MB,
+    Download,
+    DownloadStatus,
+    Episode,
+    EpisodeState,
+    HistoryEntry,
+    ScanReport,
+    Series,
+)
 from aniworld_daemon.provider.hosters import hoster_key
 
 if TYPE_CHECKING:
+    from aniworld_daemon.config import Config
     from aniworld_daemon.downloads.snapshot import QueueSnapshot
     from aniworld_daemon.downloads.ytdlp import Progress
     from aniworld_daemon.events import Event, EventData
@@ -29,18 +41,30 @@ if TYPE_CHECKING:
         SeriesInfo,
     )
     from aniworld_daemon.rescan import ScanResult
+    from aniworld_daemon.scheduler import ScheduleState
+    from aniworld_daemon.store.backups import Backup
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclass-dict values made JSON-safe: enums by value, datetimes in ISO 8601, tuples as lists."""
+    """Dataclass-dict values made JSON-safe.
+
+    Enums by value, datetimes and clock times in ISO 8601, durations in seconds, paths as text, tuples and sets as
+    lists.
+    """
     if isinstance(value, dict):
         return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(item) for item in value]
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(item) for item in value), key=str)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | dt_time):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 
@@ -342,3 +366,147 @@ def run_json(
             for item in items
         ],
     }
+
+
+# --- the REST API: series (`/api/anime`), history, the health checks, sessions -------------------------------------
+
+
+def anime_json(series: Series, episodes: Sequence[Episode], link: str) -> dict[str, Any]:
+    """One followed series for `GET /api/anime`: its settings, counts, and the episodes not in the library.
+
+    `missing_episodes` lists them per season, whether queued already or not.
+    """
+    missing: dict[str, list[int]] = {}
+    counts = dict.fromkeys((state.value for state in EpisodeState), 0)
+    for episode in episodes:
+        counts[episode.state.value] += 1
+        # Missing from the library, whether queued yet or not (waiting for a language is counted apart).
+        if episode.state in (EpisodeState.MISSING, EpisodeState.QUEUED):
+            missing.setdefault(str(episode.season), []).append(episode.number)
+    return {
+        "key": series.key,
+        "name": series.title,
+        "site": series.site,
+        "folder": series.folder,
+        "link": link,
+        "monitored": series.monitored,
+        "source": series.source.value,
+        "languages": [language.value for language in series.languages],
+        "seasons": list(series.seasons) if series.seasons is not None else None,
+        "year_start": series.year_start,
+        "year_end": series.year_end,
+        "missing_episodes": {season: sorted(numbers) for season, numbers in sorted(missing.items())},
+        "episodes": counts,
+    }
+
+
+def anime_detail_json(series: Series, episodes: Sequence[Episode], link: str) -> dict[str, Any]:
+    """`GET /api/anime/{key}`: the series' metadata and every episode with its state."""
+    return {
+        **anime_json(series, episodes, link),
+        "description": series.description,
+        "genres": list(series.genres),
+        "imdb_id": series.imdb_id,
+        "fsk": series.fsk,
+        "cover_url": series.cover_url,
+        "alternative_titles": list(series.alternative_titles),
+        "episode_list": [
+            {
+                "season": episode.season,
+                "episode": episode.number,
+                "title_de": episode.title_de,
+                "title_en": episode.title_en,
+                "languages": [language.value for language in episode.languages],
+                "state": episode.state.value,
+                "file_path": episode.file_path,
+                "file_size": episode.file_size,
+            }
+            for episode in episodes
+        ],
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    """One history row."""
+    return {
+        "id": entry.id,
+        "kind": entry.kind.value,
+        "created_at": entry.created_at.isoformat(),
+        "message": entry.message,
+        "series_key": entry.series_key,
+        "season": entry.season,
+        "episode": entry.number,
+        "data": jsonable(entry.data),
+    }
+
+
+def system_status_json(
+    report: HealthReport, version: str, uptime: float, last_scan: ScanReport | None, schedule: ScheduleState
+) -> dict[str, Any]:
+    """`GET /api/system/status`: version, uptime, every health check with its level, the last and next scan."""
+    return {
+        "version": version,
+        "uptime_seconds": round(uptime, 1),
+        "status": report.status.value,
+        "checks": [
+            {"name": check.name, "level": check.level.value, "message": check.message} for check in report.checks
+        ],
+        "scans": {
+            "last": report_json(last_scan) if last_scan is not None else None,
+            "next_run": _time(schedule.next_run),
+            "schedule": schedule.description,
+            "running": schedule.running,
+        },
+    }
+
+
+def schedule_json(state: ScheduleState, source: str, value: Any) -> dict[str, Any]:
+    """`GET /api/scheduler/config`: the rescan schedule in force, where it comes from, the next and last run."""
+    return {
+        "rescan": value,
+        "description": state.description,
+        "source": source,
+        "next_run": _time(state.next_run),
+        "last_run": _time(state.last_run),
+        "running": state.running,
+    }
+
+
+REDACTED = "**********"
+# Config fields that always hold secrets, whatever their source.
+SECRET_FIELDS = (("api", "key"), ("api", "password"), ("mqtt", "password"))
+
+
+def config_json(config: Config) -> dict[str, Any]:
+    """`GET /api/config`: the configuration in force, with every secret (and every `!secret` value) redacted."""
+    data = jsonable(dataclasses.asdict(config))
+    data.pop("secret_paths", None)
+    hidden = {*SECRET_FIELDS, *config.secret_paths}
+    for path in hidden:
+        _redact(data, path)
+    return dict(data)
+
+
+def _redact(data: Any, path: tuple[str | int, ...]) -> None:
+    """Replace the value at `path` (when set) with REDACTED."""
+    *parents, last = path
+    for part in parents:
+        data = _child(data, part)
+        if data is None:
+            return
+    if _child(data, last) is not None:
+        data[last] = REDACTED
+
+
+def _child(data: Any, part: str | int) -> Any:
+    """data[part] of a mapping or list, or None when there is none."""
+    if isinstance(data, dict):
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
+
+
+def backup_json(backup: Backup) -> dict[str, Any]:
+    """One database backup."""
+    return {"name": backup.name, "size": backup.size, "created_at": backup.created_at.isoformat()}

@@ -87,10 +87,12 @@ async def app(config: Config) -> AsyncIterator[Application]:
 
 @pytest.fixture
 async def client(app: Application) -> AsyncIterator[aiohttp.ClientSession]:
-    """An HTTP client whose base URL is the running app."""
+    """An HTTP client whose base URL is the running app, sending its API key."""
     host, port = app.web.addresses[0]
     async with aiohttp.ClientSession(
-        base_url=f"http://{host}:{port}", timeout=aiohttp.ClientTimeout(total=10)
+        base_url=f"http://{host}:{port}",
+        headers={"X-Api-Key": app.auth.key},
+        timeout=aiohttp.ClientTimeout(total=10),
     ) as session:
         yield session
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,7 @@ from aniworld_daemon.errors import Unauthorized
 from aniworld_daemon.models import Download, DownloadStatus, Episode, EpisodeState, Priority
 from aniworld_daemon.web.auth import INGRESS_PROXY, KEY_FILE, Auth, load_or_create_key
 from tests.fakesite.server import FakeSite
-from tests.helpers import StartApp, cli
+from tests.helpers import Daemon, StartApp, cli, minimal_config
 
 KEY = "test-api-key-0123456789abcdef"
 PASSWORD = "correct horse battery staple"
@@ -440,7 +441,8 @@ async def test_config_is_shown_without_secrets_and_validated_and_reloaded(
     assert status == 200
     assert verdict["valid"] is False
     [line] = verdict["errors"]
-    assert "config.yaml:" in line and "downloads -> retry_backoff" in line, line
+    assert "config.yaml:" in line, line
+    assert "downloads -> retry_backoff" in line, line
     assert (await call(api, "POST", "/api/config/reload"))[0] == 200
     served.app.config.source.write_text(good.replace("requests_per_second: 500", "requests_per_second: lots"))
     status, refused = await call(api, "POST", "/api/config/reload")
@@ -556,3 +558,56 @@ def test_api_key_file_mode_survives_a_loose_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
     assert load_or_create_key(tmp_path) == key
+
+
+async def test_the_daemon_log_and_its_answers_never_hold_a_secret(
+    fakesite: FakeSite, write_config: Callable[..., Path], port: int, daemon: Callable[..., Daemon]
+) -> None:
+    """A real daemon at debug level, its secrets partly from !secret: every answer of a tour of the API, and the
+    whole log, are searched for the key, the password and the MQTT password."""
+    mqtt_password = "mqtt-secret-value-4711"
+    config = write_config(
+        minimal_config(port, api_yaml(fakesite))
+        + "logging:\n  level: debug\nmqtt:\n  enabled: false\n  password: !secret mqtt_password\n"
+    )
+    (config.parent / "secrets.yaml").write_text(f"mqtt_password: {mqtt_password}\n", encoding="utf-8")
+    process = daemon(config)
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=10)) as probe:
+
+        async def healthy() -> bool:
+            try:
+                async with probe.get("/health") as response:
+                    return response.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await process.until(lambda: "Ready" in process.log, "the daemon to be ready", 30)
+        assert await healthy()
+    answers = []
+    async with aiohttp.ClientSession(base_url=base, headers={"X-Api-Key": KEY}) as api:
+        for method, path, body in [
+            ("GET", "/api/config", None),
+            ("GET", "/api/system/status", None),
+            ("GET", "/api/queue/status", None),
+            ("GET", "/api/anime", None),
+            ("GET", f"/api/anime/{FOLLOWED}", None),
+            ("GET", "/api/scheduler/config", None),
+            ("GET", "/api/history", None),
+            ("GET", "/metrics", None),
+            ("POST", "/api/auth/login", {"password": "wrong"}),
+            ("POST", "/api/auth/login", {"password": PASSWORD}),
+            ("GET", "/api/auth/status", None),
+            ("POST", "/api/config/reload", None),
+            ("POST", "/api/config/validate", config.read_text(encoding="utf-8")),
+        ]:
+            kwargs: dict[str, Any] = {"data": body} if isinstance(body, str) else {"json": body}
+            async with api.request(method, path, **kwargs) as response:
+                assert response.status < 500, (method, path)
+                answers.append(await response.text())
+    process.signal(signal.SIGTERM)
+    assert await process.exited(30) == 0
+    everything = "\n".join(answers) + process.log
+    assert "**********" in answers[0]
+    for secret in (KEY, PASSWORD, mqtt_password):
+        assert secret not in everything, secret

@@ -99,14 +99,14 @@ async def test_reload_applies_provider_limits_and_keeps_cooldowns(
     await application.start()
     try:
         path.write_text(minimal_config(port, provider + "  max_connections: 1\n"), encoding="utf-8")
-        assert await application.reload() is True
+        assert await application.reload() == []
         fakesite.knobs.latency = 0.05
         await asyncio.gather(*(application.provider.new_episodes() for _ in range(4)))
         assert fakesite.log.max_concurrency("site") == 1
         fakesite.knobs.block("site", after=fakesite.log.count("site"))
         with pytest.raises(Blocked):
             await application.provider.new_episodes()
-        assert await application.reload() is True
+        assert await application.reload() == []
         assert len(application.http.cooldowns()) == 1
     finally:
         await application.stop()
@@ -150,7 +150,11 @@ async def test_error_tree_maps_to_http(config: Config, error: AniworldError, sta
     await application.start()
     try:
         host, port = application.web.addresses[0]
-        async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/test/fail") as response:
+        headers = {"X-Api-Key": application.auth.key}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(f"http://{host}:{port}/test/fail") as response,
+        ):
             assert response.status == status
             assert await response.json() == {
                 "error": {"code": code, "message": error.message, "details": error.details}
@@ -169,7 +173,11 @@ async def test_unexpected_exception_is_500_without_its_text(config: Config, capl
     await application.start()
     try:
         host, port = application.web.addresses[0]
-        async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/test/bug") as response:
+        headers = {"X-Api-Key": application.auth.key}
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(f"http://{host}:{port}/test/bug") as response,
+        ):
             assert response.status == 500
             body = await response.json()
     finally:
@@ -200,8 +208,10 @@ async def test_start_creates_directories_and_stops_in_reverse(config: Config, ca
         "Starting rescans",
         "Starting downloader",
         "Starting scheduler",
+        "Starting auth",
         "Starting web",
         "Stopping web",
+        "Stopping auth",
         "Stopping scheduler",
         "Stopping downloader",
         "Stopping rescans",
@@ -254,11 +264,11 @@ async def test_reload_keeps_old_config_when_new_one_is_invalid(
     await application.start()
     try:
         path.write_text(minimal_config(port, "logging:\n  level: loud\n"))
-        assert await application.reload() is False
+        assert await application.reload() != []
         assert application.config.logging.level == "info"
         assert f"{path}:8: logging -> level: unknown log level 'loud'" in caplog.text
         path.write_text(minimal_config(port, "logging:\n  level: warning\n"))
-        assert await application.reload() is True
+        assert await application.reload() == []
         assert application.config.logging.level == "warning"
         assert logging.getLogger().level == logging.WARNING
     finally:

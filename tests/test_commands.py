@@ -16,7 +16,8 @@ from aniworld_daemon.commands import CommandTable
 from aniworld_daemon.config import Config
 from aniworld_daemon.errors import NotFoundError, ValidationError
 from aniworld_daemon.validators import int_range, non_empty_string
-from tests.helpers import minimal_config
+from tests.fakesite.server import FakeSite
+from tests.helpers import StartApp, minimal_config
 
 OPERATIONS = {
     "queue.add",
@@ -33,8 +34,14 @@ OPERATIONS = {
     "series.follow",
     "series.unfollow",
     "series.update",
+    "series.download_missing",
     "rescan",
+    "rescan.start",
     "search",
+    "scheduler.show",
+    "scheduler.configure",
+    "backup.list",
+    "backup.create",
 }
 
 
@@ -90,6 +97,8 @@ async def test_a_command_added_to_the_table_is_validated_and_dispatched() -> Non
         ("series.update", {"key": "x", "seasons": [1, 1]}, "seasons[1]"),
         ("rescan", {"dry_run": "yes please"}, "dry_run"),
         ("search", {"query": ""}, "query"),
+        ("series.follow", {"series": "not a key"}, "series"),
+        ("series.follow", {"series": 42}, "series"),
     ],
 )
 async def test_the_daemon_commands_refuse_bad_arguments_naming_the_field(
@@ -98,6 +107,28 @@ async def test_the_daemon_commands_refuse_bad_arguments_naming_the_field(
     with pytest.raises(ValidationError) as bad:
         await app.commands.call(name, arguments)
     assert bad.value.details["field"] == field
+
+
+async def test_following_a_url_of_another_host_is_refused_naming_the_field(
+    fakesite: FakeSite, start_app: StartApp
+) -> None:
+    app = await start_app(f"provider:\n  base_url: {fakesite.base_url}\nschedule:\n  run_on_start: false\n")
+    before = fakesite.log.count("site")
+
+    with pytest.raises(ValidationError) as bad:
+        await app.commands.call("series.follow", {"series": "https://example.com/anime/stream/the-ogres-bride"})
+
+    assert bad.value.details["field"] == "series"
+    assert bad.value.message == (
+        "series: the URL is on example.com, not on the site (aniworld.to or 127.0.0.1); "
+        f"give the key the-ogres-bride or {fakesite.base_url}/anime/stream/the-ogres-bride"
+    )
+    assert fakesite.log.count("site") == before  # refused before anything is read
+    assert await app.series.find("the-ogres-bride") is None
+    # The site's own URLs still follow: on the configured base_url, and on aniworld.to (read at base_url all the same).
+    ours = await app.commands.call("series.follow", {"series": f"{fakesite.base_url}/anime/stream/the-ogres-bride/"})
+    theirs = await app.commands.call("series.follow", {"series": "https://www.aniworld.to/anime/stream/blade-of-dawn"})
+    assert (ours.key, theirs.key) == ("the-ogres-bride", "blade-of-dawn")
 
 
 async def test_queue_commands_act_on_the_real_queue(app: Application) -> None:

@@ -266,6 +266,36 @@ async def test_metadata_is_written_once_into_existing_folders(
     assert fakesite.log.count("site", "/public/img/cover/") == covers
 
 
+async def test_a_missing_cover_is_asked_for_again_only_at_the_full_refresh(
+    start_following: StartFollowing, fakesite: FakeSite
+) -> None:
+    app = await start_following("  - blade-of-dawn\n")
+    folder = app.config.library.path / "Blade of Dawn (2015)"
+    make_file(folder / "Season 01" / "Blade of Dawn - S01E01 - a.mkv")
+    cover = fakesite.catalog.series["blade-of-dawn"].cover_path
+    fakesite.knobs.fail_paths[cover] = 404
+
+    first = await app.rescanner.rescan("manual")
+    second = await app.rescanner.rescan("manual")
+
+    assert [first.report.status, second.report.status] == [ScanStatus.COMPLETE, ScanStatus.COMPLETE]
+    assert fakesite.log.count("site", cover) == 1  # the 404 of the first scan, not asked again by the second
+    assert (folder / "tvshow.nfo").exists()  # the NFO does not depend on the cover
+    assert not (folder / "poster.jpg").exists()
+    # The full refresh (the last one older than `full_refresh`) asks again; the site serves the cover by now.
+    del fakesite.knobs.fail_paths[cover]
+    series = await app.series.get("blade-of-dawn")
+    await app.db.upsert_series(replace(series, refreshed_at=datetime.now(UTC) - timedelta(days=8)))
+    await app.rescanner.rescan("manual")
+    assert fakesite.log.count("site", cover) == 2
+    assert (folder / "poster.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    # Once it worked, the failure is forgotten: a poster the user deletes comes back at the next (incremental) scan.
+    (folder / "poster.jpg").unlink()
+    await app.rescanner.rescan("manual")
+    assert fakesite.log.count("site", cover) == 3
+    assert (folder / "poster.jpg").exists()
+
+
 async def test_a_second_request_joins_the_running_rescan(start_following: StartFollowing, fakesite: FakeSite) -> None:
     app = await start_following("  - blade-of-dawn\n  - the-ogres-bride\n")
     fakesite.knobs.latency = 0.05

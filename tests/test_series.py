@@ -122,7 +122,7 @@ async def test_the_yaml_list_is_kept_in_the_db_across_reloads(
         config_text(fakesite, port, "  - key: moonlit-academy\n    languages: [de-dub]\n    monitored: false\n"),
         encoding="utf-8",
     )
-    assert await site_app.reload() is True
+    assert await site_app.reload() == []
 
     keys = {series.key: series for series in await site_app.series.list()}
     assert set(keys) == {"moonlit-academy", "the-ogres-bride"}

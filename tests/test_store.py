@@ -107,6 +107,8 @@ async def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> No
     await old.close()
     with sqlite3.connect(path) as conn:  # a database as the first release left it: schema 1, one series
         conn.execute("DROP TABLE seasons")
+        conn.execute("DROP TABLE sessions")  # schema 3
+        conn.execute("DROP INDEX downloads_status")
         for column in ("alternative_titles", "folder_matched", "refreshed_at"):
             conn.execute(f"ALTER TABLE series DROP COLUMN {column}")
         conn.execute("PRAGMA user_version = 1")
@@ -119,7 +121,7 @@ async def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> No
     db = Database(path)
     await db.open()
     try:
-        assert await pragma(db, "user_version") == SCHEMA_VERSION == 2
+        assert await pragma(db, "user_version") == SCHEMA_VERSION == 3
         stored = await db.get_series("frieren")
         assert stored is not None
         assert (stored.folder, stored.folder_matched, stored.refreshed_at, stored.alternative_titles) == (

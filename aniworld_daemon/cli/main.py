@@ -20,6 +20,7 @@ from aniworld_daemon.config import Config, ProviderConfig, default_provider_conf
 from aniworld_daemon.errors import AniworldError, ConfigError
 from aniworld_daemon.log import configure_logging
 from aniworld_daemon.models import Language, SeriesSource
+from aniworld_daemon.web.auth import load_or_create_key
 
 DEFAULT_CONFIG = "config.yaml"
 CONFIG_ENV = "ANIWORLD_DAEMON_CONFIG"
@@ -96,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--season", type=_season_number, help="only this season (0 = the movies)")
     fetch.add_argument("--episode", type=_episode_number, help="only this episode (with --season; default season 1)")
     fetch.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    commands.add_parser(
+        "token", parents=[common], help="print the API key (api.key, else the one generated in the data dir)"
+    )
     queue = commands.add_parser("queue", parents=[common], help="show the download queue of the configured data dir")
     queue.add_argument("--json", action="store_true", help="print JSON (the shape of GET /api/queue/status)")
     return parser
@@ -232,6 +236,20 @@ async def _run_library_command(config: Config, args: argparse.Namespace) -> obje
     return library_commands.scan_text(result, dry_run=args.dry_run)
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print the API key clients send (X-Api-Key or Authorization: Bearer); it is created when there is none yet."""
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
+    configure_logging("warning", verbose=args.verbose)
+    try:
+        key = config.api.key or load_or_create_key(config.data_dir)
+    except AniworldError as err:
+        return _print_error(err)
+    print(key)
+    return 0
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and print every problem."""
     path = _config_path(args)
@@ -287,6 +305,7 @@ COMMANDS = {
     "scans": _library_command,
     "download": _queue_command,
     "queue": _queue_command,
+    "token": cmd_token,
 }
 
 

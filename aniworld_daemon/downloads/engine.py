@@ -7,7 +7,7 @@ import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
@@ -20,7 +20,7 @@ from aniworld_daemon.config import Config
 from aniworld_daemon.downloads import ytdlp
 from aniworld_daemon.downloads.job import EpisodeJob, JobControl
 from aniworld_daemon.downloads.outcomes import Outcomes
-from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueSnapshot, build_snapshot
+from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueFigures, QueueSnapshot, build_snapshot
 from aniworld_daemon.downloads.tempfiles import TempFiles
 from aniworld_daemon.errors import (
     AniworldError,
@@ -350,15 +350,35 @@ class Downloader:
         """The downloads in progress, in start order."""
         return [ActiveDownload(entry.item, entry.progress) for entry in self._active.values()]
 
-    async def status(self) -> QueueSnapshot:
-        """The whole queue with statistics; `is_running` is None when this process does not run the queue."""
+    async def status(self, limit: int | None = None) -> QueueSnapshot:
+        """The queue with exact statistics; `is_running` is None when this process does not run the queue.
+
+        `limit`: list at most this many items of each status (the first in queue order), for a big queue.
+        """
         if self._space_problem:
             reason: PauseReason | None = PauseReason.LOW_DISK_SPACE
         else:
             reason = PauseReason.USER if self._paused else None
         running = self._running if self._dispatcher is not None else None
-        return build_snapshot(
-            await self._db.list_downloads(), self.active(), running=running, paused=self.paused, reason=reason
+        if limit is None:
+            items = await self._db.list_downloads()
+            figures = None
+        else:
+            items = []
+            for status in DownloadStatus:
+                items += await self._db.list_downloads((status,), limit=limit)
+            total, sized = await self._db.completed_bytes()
+            figures = QueueFigures(await self._db.count_downloads_by_status(), total, sized)
+        return build_snapshot(items, self.active(), running=running, paused=self.paused, reason=reason, figures=figures)
+
+    def revision(self) -> Hashable:
+        """Changes whenever `status()` could answer differently: a stored row, the state, a live progress report."""
+        return (
+            self._db.changes,
+            self._running,
+            self._paused,
+            self._space_problem,
+            tuple((entry.item.id, entry.progress) for entry in self._active.values()),
         )
 
     async def wait_idle(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aniworld_daemon.downloads import ytdlp
@@ -47,6 +47,26 @@ class QueueSnapshot:
     statistics: QueueStatistics
 
 
+@dataclass(frozen=True, slots=True)
+class QueueFigures:
+    """What the statistics need of the stored queue, without its rows: counts, and the completed items' sizes."""
+
+    counts: Mapping[DownloadStatus, int]
+    completed_bytes: int  # sum of bytes_downloaded of the completed items
+    completed_sized: int  # how many completed items have a size (for the average episode size)
+
+
+def figures_of(items: Sequence[Download]) -> QueueFigures:
+    """QueueFigures computed from every stored item."""
+    counts = dict.fromkeys(DownloadStatus, 0)
+    for item in items:
+        counts[item.status] += 1
+    sizes = [
+        item.bytes_downloaded for item in items if item.status is DownloadStatus.COMPLETED and item.bytes_downloaded
+    ]
+    return QueueFigures(counts, sum(sizes), len(sizes))
+
+
 def build_snapshot(
     items: Sequence[Download],
     active: Sequence[ActiveDownload],
@@ -54,8 +74,14 @@ def build_snapshot(
     running: bool | None,
     paused: bool,
     reason: PauseReason | None,
+    figures: QueueFigures | None = None,
 ) -> QueueSnapshot:
-    """The snapshot of a queue: every stored item, the engine's live downloads, and the queue's state."""
+    """The snapshot of a queue: the stored items (all, or the first of each status), the live downloads, the state.
+
+    `figures`: the whole queue's counts and sizes when `items` holds only the first items of each status (a capped
+    view of a big queue); computed from `items` when not given.
+    """
+    figures = figures or figures_of(items)
     by_status: dict[DownloadStatus, list[Download]] = {status: [] for status in DownloadStatus}
     for item in items:
         by_status[item.status].append(item)
@@ -64,21 +90,21 @@ def build_snapshot(
     everything_active = list(active) + [
         ActiveDownload(item, None) for item in by_status[DownloadStatus.DOWNLOADING] if item.id not in known
     ]
-    completed = by_status[DownloadStatus.COMPLETED]
+    active_count = max(figures.counts[DownloadStatus.DOWNLOADING], len(everything_active))
+    pending = figures.counts[DownloadStatus.PENDING]
     speeds = [entry.progress.speed_bps for entry in everything_active if entry.progress and entry.progress.speed_bps]
-    done = sum(item.bytes_downloaded for item in completed) + sum(_done_bytes(entry) for entry in everything_active)
+    done = figures.completed_bytes + sum(_done_bytes(entry) for entry in everything_active)
+    average = figures.completed_bytes / figures.completed_sized if figures.completed_sized else None
     statistics = QueueStatistics(
-        total_items=len(items),
-        pending_count=len(by_status[DownloadStatus.PENDING]),
-        active_count=len(everything_active),
-        completed_count=len(completed),
-        failed_count=len(by_status[DownloadStatus.FAILED]),
-        cancelled_count=len(by_status[DownloadStatus.CANCELLED]),
+        total_items=sum(figures.counts.values()),
+        pending_count=pending,
+        active_count=active_count,
+        completed_count=figures.counts[DownloadStatus.COMPLETED],
+        failed_count=figures.counts[DownloadStatus.FAILED],
+        cancelled_count=figures.counts[DownloadStatus.CANCELLED],
         total_downloaded_mb=round(done / MB, 2),
         average_speed_mbps=round(sum(speeds) / len(speeds) / MB, 3) if speeds else 0.0,
-        estimated_time_remaining=_eta(
-            everything_active, len(by_status[DownloadStatus.PENDING]), completed, sum(speeds)
-        ),
+        estimated_time_remaining=_eta(everything_active, pending, average, sum(speeds)),
     )
     return QueueSnapshot(
         is_running=running,
@@ -86,7 +112,7 @@ def build_snapshot(
         pause_reason=reason,
         active=tuple(everything_active),
         pending=tuple(by_status[DownloadStatus.PENDING]),
-        completed=tuple(completed),
+        completed=tuple(by_status[DownloadStatus.COMPLETED]),
         failed=tuple(by_status[DownloadStatus.FAILED]),
         cancelled=tuple(by_status[DownloadStatus.CANCELLED]),
         statistics=statistics,
@@ -97,7 +123,7 @@ def _done_bytes(entry: ActiveDownload) -> int:
     return entry.progress.downloaded_bytes if entry.progress else entry.item.bytes_downloaded
 
 
-def _eta(active: Sequence[ActiveDownload], pending: int, completed: Sequence[Download], speed: float) -> float | None:
+def _eta(active: Sequence[ActiveDownload], pending: int, average: float | None, speed: float) -> float | None:
     """Seconds until the queue is empty at the current total speed (None when nothing runs or sizes are unknown)."""
     if speed <= 0:
         return None
@@ -108,8 +134,7 @@ def _eta(active: Sequence[ActiveDownload], pending: int, completed: Sequence[Dow
             return None
         remaining += max(progress.total_bytes - progress.downloaded_bytes, 0)
     if pending:
-        sizes = [item.bytes_downloaded for item in completed if item.bytes_downloaded]
-        if not sizes:
+        if average is None:
             return None
-        remaining += pending * sum(sizes) / len(sizes)
+        remaining += pending * average
     return round(remaining / speed, 1)

@@ -240,6 +240,14 @@ class Database:
                 raise StorageError(f"closing the database {self._path} failed: {err}") from err
         LOGGER.debug("Database %s closed", self._path)
 
+    async def backup(self, target: Path) -> None:
+        """Copy the whole database into `target` (a new file), consistent while the daemon writes; StorageError.
+
+        VACUUM INTO makes one self-contained file (no WAL beside it), compacted.
+        """
+        async with self._locked(f"backing up into {target}") as conn:
+            await conn.execute("VACUUM INTO ?", (str(target),))
+
     async def ping(self) -> bool:
         """Return True when the database answers a trivial query (used by /health)."""
         try:
@@ -491,22 +499,44 @@ class Database:
         )
         return None if row is None else _decode(Download, _DOWNLOAD_DECODERS, row)
 
-    async def list_downloads(self, statuses: Iterable[DownloadStatus] | None = None) -> list[Download]:
-        """Return queue items (all, or those with the given statuses) in queue order."""
+    async def list_downloads(
+        self, statuses: Iterable[DownloadStatus] | None = None, *, limit: int = -1, offset: int = 0
+    ) -> list[Download]:
+        """Return queue items (all, or those with the given statuses) in queue order; `limit` -1 = no limit."""
         if statuses is None:
             rows = await self._fetchall(
                 "listing downloads",
-                "SELECT * FROM downloads ORDER BY priority_rank, position, created_at, id",
-                (),
+                "SELECT * FROM downloads ORDER BY priority_rank, position, created_at, id LIMIT ? OFFSET ?",
+                (limit, offset),
             )
         else:
             rows = await self._fetchall(
                 "listing downloads",
                 "SELECT * FROM downloads WHERE status IN (SELECT value FROM json_each(?))"
-                " ORDER BY priority_rank, position, created_at, id",
-                (_json([DownloadStatus(status).value for status in statuses]),),
+                " ORDER BY priority_rank, position, created_at, id LIMIT ? OFFSET ?",
+                (_json([DownloadStatus(status).value for status in statuses]), limit, offset),
             )
         return [_decode(Download, _DOWNLOAD_DECODERS, row) for row in rows]
+
+    async def count_episode_files(self) -> int:
+        """How many episodes have a file in the library, as the last scans saw it."""
+        row = await self._fetchone("counting files", "SELECT COUNT(*) FROM episodes WHERE file_path IS NOT NULL", ())
+        return int(row[0]) if row is not None else 0
+
+    async def completed_bytes(self) -> tuple[int, int]:
+        """(sum, count) of the downloaded bytes of the completed items that have a size: the queue's statistics."""
+        row = await self._fetchone(
+            "summing downloads",
+            "SELECT COALESCE(SUM(bytes_downloaded), 0), COUNT(*) FROM downloads"
+            " WHERE status = ? AND bytes_downloaded > 0",
+            (DownloadStatus.COMPLETED.value,),
+        )
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    @property
+    def changes(self) -> int:
+        """A counter that grows with every row this connection wrote: a cheap "has anything changed" for caches."""
+        return self._conn.total_changes if self._conn is not None else -1
 
     async def next_pending(self, now: datetime, only: Iterable[str] | None = None) -> Download | None:
         """Return the first pending item (queue order) whose `next_attempt_at` is unset or due by `now`.
@@ -692,12 +722,48 @@ class Database:
         row = await self._fetchone(f"reading scan {scan_id}", "SELECT * FROM scans WHERE id = ?", (scan_id,))
         return None if row is None else _decode(ScanReport, _SCAN_DECODERS, row)
 
-    async def list_scans(self, limit: int = 20) -> list[ScanReport]:
+    async def list_scans(self, limit: int = 20, offset: int = 0) -> list[ScanReport]:
         """Return the latest scan reports, newest first."""
         rows = await self._fetchall(
-            "listing scans", "SELECT * FROM scans ORDER BY started_at DESC, id DESC LIMIT ?", (limit,)
+            "listing scans",
+            "SELECT * FROM scans ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
         )
         return [_decode(ScanReport, _SCAN_DECODERS, row) for row in rows]
+
+    async def count_scans(self) -> int:
+        """Return the number of stored scan reports."""
+        row = await self._fetchone("counting scans", "SELECT COUNT(*) FROM scans", ())
+        return int(row[0]) if row is not None else 0
+
+    # ---- login sessions -----------------------------------------------------------------------------------
+
+    async def add_session(self, token_hash: str, created_at: datetime, expires_at: datetime, client: str) -> None:
+        """Store a login session by the hash of its token."""
+        await self._execute(
+            "storing a session",
+            "INSERT INTO sessions (token_hash, created_at, expires_at, client) VALUES (?, ?, ?, ?)",
+            (token_hash, _to_epoch(created_at), _to_epoch(expires_at), client),
+        )
+
+    async def session_expiry(self, token_hash: str, now: datetime) -> datetime | None:
+        """When the session with this token hash expires, or None when there is no such live session."""
+        row = await self._fetchone(
+            "reading a session",
+            "SELECT expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?",
+            (token_hash, _to_epoch(now)),
+        )
+        return _from_epoch(row[0]) if row is not None else None
+
+    async def delete_session(self, token_hash: str) -> bool:
+        """Revoke a session; whether it existed."""
+        return await self._execute("revoking a session", "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)) > 0
+
+    async def delete_expired_sessions(self, now: datetime) -> int:
+        """Forget the sessions that expired; how many."""
+        return await self._execute(
+            "forgetting expired sessions", "DELETE FROM sessions WHERE expires_at <= ?", (_to_epoch(now),)
+        )
 
     # ---- settings ---------------------------------------------------------------------------------------
 
@@ -713,3 +779,7 @@ class Database:
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, _json(value)),
         )
+
+    async def delete_setting(self, key: str) -> bool:
+        """Forget the value under `key`; whether there was one."""
+        return await self._execute(f"deleting setting {key}", "DELETE FROM settings WHERE key = ?", (key,)) > 0

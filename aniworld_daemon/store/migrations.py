@@ -128,5 +128,19 @@ _MIGRATION_2: tuple[str, ...] = (
     """,
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
+# The API's login sessions: only a hash of each token is stored, so a copy of the database opens no session.
+_MIGRATION_3: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        client TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX sessions_expiry ON sessions (expires_at)",
+    "CREATE INDEX downloads_status ON downloads (status, priority_rank, position, created_at, id)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
 SCHEMA_VERSION = len(MIGRATIONS)

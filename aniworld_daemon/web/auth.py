@@ -126,10 +126,6 @@ class Auth:
         self._trust_ingress = bool(environ.get("SUPERVISOR_TOKEN"))
         self.limiter = LoginLimiter()
 
-    def reconfigure(self, config: ApiConfig) -> None:
-        """Use the key and password of a reloaded configuration from now on (sessions stay valid)."""
-        self._config = config
-
     async def start(self) -> None:
         """Load (or create) the generated API key and forget expired sessions."""
         self._generated = await asyncio.to_thread(load_or_create_key, self._data_dir)
