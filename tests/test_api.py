@@ -566,11 +566,14 @@ async def test_the_daemon_log_and_its_answers_never_hold_a_secret(
     """A real daemon at debug level, its secrets partly from !secret: every answer of a tour of the API, and the
     whole log, are searched for the key, the password and the MQTT password."""
     mqtt_password = "mqtt-secret-value-4711"
+    mqtt_host = "broker-from-secrets.example"  # not a secret field: hidden because it came from !secret
     config = write_config(
         minimal_config(port, api_yaml(fakesite))
-        + "logging:\n  level: debug\nmqtt:\n  enabled: false\n  password: !secret mqtt_password\n"
+        + "logging:\n  level: debug\nmqtt:\n  enabled: false\n  host: !secret mqtt_host\n"
+        + "  password: !secret mqtt_password\n"
     )
-    (config.parent / "secrets.yaml").write_text(f"mqtt_password: {mqtt_password}\n", encoding="utf-8")
+    secrets = f"mqtt_password: {mqtt_password}\nmqtt_host: {mqtt_host}\n"
+    (config.parent / "secrets.yaml").write_text(secrets, encoding="utf-8")
     process = daemon(config)
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession(base_url=base, timeout=aiohttp.ClientTimeout(total=10)) as probe:
@@ -609,5 +612,5 @@ async def test_the_daemon_log_and_its_answers_never_hold_a_secret(
     assert await process.exited(30) == 0
     everything = "\n".join(answers) + process.log
     assert "**********" in answers[0]
-    for secret in (KEY, PASSWORD, mqtt_password):
+    for secret in (KEY, PASSWORD, mqtt_password, mqtt_host):
         assert secret not in everything, secret
