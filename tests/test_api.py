@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
@@ -312,6 +313,12 @@ async def test_status_lists_are_capped_statistics_exact_pages_walk_everything(
     assert (await call(api, "DELETE", "/api/queue/", {"item_ids": pending[:10]}))[0] == 204
     _, changed = await call(api, "GET", "/api/queue/status")
     assert changed["statistics"]["pending_count"] == 240
+    # Another process (a foreground `download`) claims an item: the cached answer must notice its commit.
+    with sqlite3.connect(served.app.config.data_dir / "aniworld.db") as other:
+        other.execute("UPDATE downloads SET status = 'downloading' WHERE id = ?", (pending[10],))
+    other.close()
+    _, claimed = await call(api, "GET", "/api/queue/status")
+    assert (claimed["statistics"]["pending_count"], claimed["statistics"]["active_count"]) == (239, 1)
 
 
 async def test_queue_operations(served: Served, api: aiohttp.ClientSession) -> None:

@@ -371,10 +371,10 @@ class Downloader:
             figures = QueueFigures(await self._db.count_downloads_by_status(), total, sized)
         return build_snapshot(items, self.active(), running=running, paused=self.paused, reason=reason, figures=figures)
 
-    def revision(self) -> Hashable:
+    async def revision(self) -> Hashable:
         """Changes whenever `status()` could answer differently: a stored row, the state, a live progress report."""
         return (
-            self._db.changes,
+            await self._db.version(),
             self._running,
             self._paused,
             self._space_problem,

@@ -13,15 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yt_dlp
-import yt_dlp.utils
-from yt_dlp.networking.exceptions import HTTPError
+from typing import TYPE_CHECKING, Any
 
 from aniworld_daemon.downloads.verify import SourcePromise
 from aniworld_daemon.errors import DownloadError, HosterError, StorageError, TransferCancelled
 from aniworld_daemon.provider.hosters.base import MediaKind, MediaSource
+
+if TYPE_CHECKING:
+    import yt_dlp
+
+# yt-dlp is imported by the first download, not at start: it holds ~10 MB the daemon needs only while it downloads.
 
 LOGGER = logging.getLogger(__name__)
 
@@ -189,8 +190,10 @@ class _ProgressHook:
             self._on_promise(promise)
 
     def __call__(self, status: dict[str, Any]) -> None:
+        from yt_dlp.utils import DownloadCancelled  # noqa: PLC0415 - loaded by _run already: a dictionary lookup
+
         if self.cancel.cancelled:
-            raise yt_dlp.utils.DownloadCancelled()
+            raise DownloadCancelled()
         state = status.get("status")
         if state not in ("downloading", "finished"):
             return
@@ -202,7 +205,7 @@ class _ProgressHook:
         try:
             self._loop.call_soon_threadsafe(self._on_progress, _progress(status))
         except RuntimeError:  # the loop is closed: nobody waits for this download any more
-            raise yt_dlp.utils.DownloadCancelled() from None
+            raise DownloadCancelled() from None
 
 
 def _progress(status: dict[str, Any]) -> Progress:
@@ -257,6 +260,9 @@ def _run(
 
     Raises only errors of our tree.
     """
+    import yt_dlp  # noqa: PLC0415 - see the note at the imports
+    import yt_dlp.utils  # noqa: PLC0415
+
     try:
         with yt_dlp.YoutubeDL(_ydl_params(media, temp_dir, stem, options, hook)) as ydl:
             if media.kind is MediaKind.MP4:
@@ -335,6 +341,8 @@ def _map_error(err: Exception, media: MediaSource, temp_dir: Path) -> DownloadEr
         os.strerror(errno.ENOSPC) in message
     ):
         return _disk_full(temp_dir)
+    from yt_dlp.networking.exceptions import HTTPError  # noqa: PLC0415 - loaded by _run already
+
     status = next((cause.status for cause in causes if isinstance(cause, HTTPError)), None)
     if status is None:
         match = _HTTP_STATUS_RE.search(message)

@@ -510,11 +510,17 @@ class Database:
                 (limit, offset),
             )
         else:
+            wanted = [DownloadStatus(status).value for status in statuses]
+            # One status (every page of the API): `status = ?` lets the downloads_status index give the order, where
+            # the IN form sorts every page in a temporary B-tree.
             rows = await self._fetchall(
                 "listing downloads",
-                "SELECT * FROM downloads WHERE status IN (SELECT value FROM json_each(?))"
+                "SELECT * FROM downloads WHERE status = ?"
+                " ORDER BY priority_rank, position, created_at, id LIMIT ? OFFSET ?"
+                if len(wanted) == 1
+                else "SELECT * FROM downloads WHERE status IN (SELECT value FROM json_each(?))"
                 " ORDER BY priority_rank, position, created_at, id LIMIT ? OFFSET ?",
-                (_json([DownloadStatus(status).value for status in statuses]), limit, offset),
+                (wanted[0] if len(wanted) == 1 else _json(wanted), limit, offset),
             )
         return [_decode(Download, _DOWNLOAD_DECODERS, row) for row in rows]
 
@@ -533,10 +539,15 @@ class Database:
         )
         return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
-    @property
-    def changes(self) -> int:
-        """A counter that grows with every row this connection wrote: a cheap "has anything changed" for caches."""
-        return self._conn.total_changes if self._conn is not None else -1
+    async def version(self) -> tuple[int, int]:
+        """Changes whenever the database may have: rows this connection wrote, and commits of other processes.
+
+        Cheap (no table is read), for caches: `total_changes` counts our own writes, `PRAGMA data_version` moves when
+        another connection (a foreground `download`, the CLI) commits.
+        """
+        row = await self._fetchone("reading the data version", "PRAGMA data_version", ())
+        own = self._conn.total_changes if self._conn is not None else -1
+        return own, int(row[0]) if row is not None else -1
 
     async def next_pending(self, now: datetime, only: Iterable[str] | None = None) -> Download | None:
         """Return the first pending item (queue order) whose `next_attempt_at` is unset or due by `now`.

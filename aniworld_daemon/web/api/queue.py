@@ -23,13 +23,15 @@ from aniworld_daemon.validators import (
 )
 from aniworld_daemon.web.api import DEFAULT_PAGE, MAX_PAGE, PAGING, Api, ok, page, query, query_int, read_json, respond
 
-STATUS_LIMIT = {vol.Optional("limit", default=str(DEFAULT_PAGE)): query_int(0, MAX_PAGE)}
-ONE_STATE = {
-    vol.Optional("status", default=DownloadStatus.PENDING.value): one_of(
-        "status", tuple(status.value for status in DownloadStatus)
-    ),
-    **PAGING,
-}
+STATUS_LIMIT = vol.Schema({vol.Optional("limit", default=str(DEFAULT_PAGE)): query_int(0, MAX_PAGE)})
+ONE_STATE = vol.Schema(
+    {
+        vol.Optional("status", default=DownloadStatus.PENDING.value): one_of(
+            "status", tuple(status.value for status in DownloadStatus)
+        ),
+        **PAGING,
+    }
+)
 ADD_BODY = vol.Schema(
     {
         vol.Required("serie_id"): series_key,
@@ -59,7 +61,7 @@ class QueueStatusCache:
 
     async def body(self, api: Api, limit: int) -> bytes:
         """The status JSON with lists of at most `limit` items, from the cache unless the queue changed."""
-        revision = api.downloader.revision()
+        revision = await api.downloader.revision()
         cached = self._bodies.get(limit)
         if cached is not None and cached[0] == revision:
             return cached[1]

@@ -8,14 +8,14 @@ from aiohttp import web
 from aniworld_daemon import wire
 from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.validators import validate_payload
-from aniworld_daemon.web.api import PAGING, Api, page, query, read_json, respond
+from aniworld_daemon.web.api import PAGE, Api, page, query, read_json, respond
 
 
 def routes(api: Api) -> list[web.RouteDef]:
     """The rescans' route table."""
 
     async def listing(request: web.Request) -> web.Response:
-        params = query(request, PAGING)
+        params = query(request, PAGE)
         reports = await api.db.list_scans(params["limit"], params["offset"])
         total = await api.db.count_scans()
         return respond(page([wire.report_json(report) for report in reports], total, params["offset"], params["limit"]))

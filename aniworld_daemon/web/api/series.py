@@ -10,9 +10,9 @@ from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.models import Series
 from aniworld_daemon.provider.urls import series_url
 from aniworld_daemon.validators import non_empty_string, validate_payload
-from aniworld_daemon.web.api import PAGING, Api, page, query, read_json, respond
+from aniworld_daemon.web.api import PAGE, Api, page, query, read_json, respond
 
-SEARCH_QUERY = {vol.Required("q"): non_empty_string}
+SEARCH_QUERY = vol.Schema({vol.Required("q"): non_empty_string})
 
 
 def routes(api: Api) -> list[web.RouteDef]:
@@ -28,7 +28,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         return series
 
     async def listing(request: web.Request) -> web.Response:
-        params = query(request, PAGING)
+        params = query(request, PAGE)
         everything = await api.series.list()
         chosen = everything[params["offset"] : params["offset"] + params["limit"]]
         items = [wire.anime_json(series, await api.series.episodes(series.key), link(series)) for series in chosen]

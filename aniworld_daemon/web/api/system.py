@@ -17,7 +17,7 @@ from aniworld_daemon.web.api import PAGING, Api, BadRequest, ok, page, query, re
 from aniworld_daemon.web.auth import client_address
 
 MAX_CONFIG_BYTES = 256 * 1024
-HISTORY_QUERY = {**PAGING, vol.Optional("kind"): one_of("kind", tuple(kind.value for kind in HistoryKind))}
+HISTORY_QUERY = vol.Schema({**PAGING, vol.Optional("kind"): one_of("kind", tuple(kind.value for kind in HistoryKind))})
 LOGIN_BODY = vol.Schema({vol.Required("password"): non_empty_string})
 
 
