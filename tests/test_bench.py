@@ -32,6 +32,14 @@ FIGURES = {
         r"ratio daemon / CLI: [\d.]+x",
         r"speedup of 3 parallel downloads: [\d.]+x",
     ],
+    "api": [
+        r"daemon /api/queue/status +[\d,]+ +[\d.]+ms +[\d.]+ms +[\d,]+",
+        r"constant aiohttp handler +[\d,]+ +[\d.]+ms +[\d.]+ms +[\d,]+",
+        r"throughput daemon / constant: [\d.]+x \(target >= 0\.5x\): (met|MISSED)",
+        r"p99 daemon / constant: [\d.]+x \(target <= 2x\): (met|MISSED)",
+        r"paged walk, .*: 1,000 items in \d+ pages, [\d.]+s .*every id seen once",
+        r"daemon RSS after the load: [\d.]+ MB \(peak [\d.]+ MB\) with 1,000 items \(target < 80 MB\): (met|MISSED)",
+    ],
 }
 
 
