@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 LOGGER = logging.getLogger(__name__)
+
+OTHERS_CHECK = 0.5  # seconds between two looks for other processes' commits (version())
 
 BUSY_TIMEOUT_MS = 5000
 # Generated columns (3.31) are the newest feature the schema relies on.
@@ -175,6 +178,8 @@ class Database:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: aiosqlite.Connection | None = None
+        self._others = -1  # the last PRAGMA data_version read (see version())
+        self._others_checked = -OTHERS_CHECK
         # One connection means one transaction at a time: the lock keeps coroutines from interleaving inside
         # another's transaction.
         self._lock = asyncio.Lock()
@@ -545,9 +550,15 @@ class Database:
         Cheap (no table is read), for caches: `total_changes` counts our own writes, `PRAGMA data_version` moves when
         another connection (a foreground `download`, the CLI) commits.
         """
-        row = await self._fetchone("reading the data version", "PRAGMA data_version", ())
         own = self._conn.total_changes if self._conn is not None else -1
-        return own, int(row[0]) if row is not None else -1
+        # Other processes write seldom (a foreground download's progress): asking SQLite once per OTHERS_CHECK
+        # seconds keeps a busy API off the database thread, and their commits show within that time.
+        now = time.monotonic()
+        if now - self._others_checked >= OTHERS_CHECK:
+            self._others_checked = now  # before the await: concurrent callers meanwhile take the last value
+            row = await self._fetchone("reading the data version", "PRAGMA data_version", ())
+            self._others = int(row[0]) if row is not None else -1
+        return own, self._others
 
     async def next_pending(self, now: datetime, only: Iterable[str] | None = None) -> Download | None:
         """Return the first pending item (queue order) whose `next_attempt_at` is unset or due by `now`.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Hashable
 from typing import Any
@@ -54,24 +55,32 @@ REORDER_BODY = vol.Schema({vol.Required("item_id"): non_empty_string, vol.Requir
 
 
 class QueueStatusCache:
-    """`GET /api/queue/status` serialised once per change: a request while nothing changed gets the same bytes."""
+    """`GET /api/queue/status` serialised once per change: a request while nothing changed gets the same bytes.
+
+    When the queue changed, the first request rebuilds the answer and the requests arriving meanwhile wait for that
+    one build instead of each reading and serialising the queue again.
+    """
 
     def __init__(self) -> None:
-        self._bodies: dict[int, tuple[Hashable, bytes]] = {}
+        self._bodies: dict[int, tuple[Hashable, asyncio.Future[bytes]]] = {}
 
     async def body(self, api: Api, limit: int) -> bytes:
         """The status JSON with lists of at most `limit` items, from the cache unless the queue changed."""
         revision = await api.downloader.revision()
         cached = self._bodies.get(limit)
-        if cached is not None and cached[0] == revision:
-            return cached[1]
-        snapshot = await api.downloader.status(limit=limit)
-        series = {entry.key: entry for entry in await api.series.list()}
-        body = json.dumps(wire.queue_json(snapshot, series), separators=(",", ":"), ensure_ascii=False).encode()
+        if cached is not None and cached[0] == revision and not (cached[1].done() and cached[1].exception()):
+            return await asyncio.shield(cached[1])
         if len(self._bodies) > 8:  # a handful of limits in use at once; forget the rest
             self._bodies.clear()
-        self._bodies[limit] = (revision, body)
-        return body
+        build = asyncio.ensure_future(self._build(api, limit))
+        self._bodies[limit] = (revision, build)
+        return await asyncio.shield(build)
+
+    @staticmethod
+    async def _build(api: Api, limit: int) -> bytes:
+        snapshot = await api.downloader.status(limit=limit)
+        series = {entry.key: entry for entry in await api.series.list()}
+        return json.dumps(wire.queue_json(snapshot, series), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def routes(api: Api) -> list[web.RouteDef]:
