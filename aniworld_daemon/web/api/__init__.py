@@ -63,18 +63,64 @@ class Api:
         return time.monotonic() - self.started
 
 
+async def read_text(request: web.Request) -> str:
+    """The request's body as text in its declared charset (UTF-8 when none); BadRequest when it cannot be read so."""
+    raw = await request.read()
+    charset = request.charset or "utf-8"
+    try:
+        text = raw.decode(charset)
+    except LookupError:
+        raise BadRequest(f"unknown charset {charset!r}; send UTF-8", details={"field": "body"}) from None
+    except UnicodeDecodeError as err:
+        raise BadRequest(f"the body is not {charset} text: {err.reason}", details={"field": "body"}) from None
+    return text
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body ({} when empty); BadRequest when it is not JSON or not an object."""
-    text = await request.text()
+    text = await read_text(request)
     if not text.strip():
         return {}
     try:
         data = json.loads(text)
-    except ValueError as err:
-        raise BadRequest(f"the body is not JSON: {err}", details={"field": "body"}) from None
+        # JSON may spell lone surrogates (\ud800) that no Unicode text holds: refuse them here, not when answering.
+        json.dumps(data, ensure_ascii=False).encode()
+    except ValueError as err:  # UnicodeEncodeError is a ValueError
+        raise BadRequest(f"the body is not valid JSON text: {err}", details={"field": "body"}) from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", details={"field": "body"})
     return data
+
+
+async def call_as(api: Api, command: str, arguments: Mapping[str, Any], fields: Mapping[str, str]) -> Any:
+    """Run a command; a ValidationError names the client's field (`fields`: the command's name -> the client's).
+
+    The API keeps the seed's names (`link`, `key`, `item_id`) where the command table has its own (`series`, `keys`,
+    `ids`); the check stays in the table, the name in the answer is the one the client sent.
+    """
+    try:
+        return await api.commands.call(command, arguments)
+    except ValidationError as err:
+        raise _renamed(err, fields) from None
+
+
+def _renamed(err: ValidationError, fields: Mapping[str, str]) -> ValidationError:
+    def rename(field: str) -> str:
+        for ours, theirs in fields.items():
+            if field == ours or field.startswith((f"{ours} ", f"{ours}[")):
+                # "keys[0]" is the one key sent as `key`: the index goes with the rename
+                rest = field[len(ours) :]
+                return theirs + (rest.split("]", 1)[1] if rest.startswith("[") and theirs != ours else rest)
+        return field
+
+    details = dict(err.details)
+    errors = [{**problem, "field": rename(str(problem.get("field", "")))} for problem in details.get("errors", [])]
+    field = rename(str(details.get("field", "")))
+    message = err.message
+    old_field = str(details.get("field", ""))
+    if old_field and message.startswith(old_field):
+        message = field + message[len(old_field) :]
+    return ValidationError(message, details={**details, "field": field, "errors": errors})
 
 
 def query_int(low: int, high: int) -> Callable[[Any], int]:
@@ -110,12 +156,12 @@ def page(items: list[Any], total: int, offset: int, limit: int) -> dict[str, Any
 
 
 def respond(data: Any, status: int = 200) -> web.Response:
-    """A JSON response."""
-    return web.json_response(data, status=status, dumps=_dumps)
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """A JSON response (UTF-8; text that is no valid Unicode, like a lone surrogate echoed back, escaped)."""
+    try:
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        body = json.dumps(data, separators=(",", ":")).encode()
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def ok(message: str, **extra: Any) -> web.Response:

@@ -22,7 +22,19 @@ from aniworld_daemon.validators import (
     series_key,
     validate_payload,
 )
-from aniworld_daemon.web.api import DEFAULT_PAGE, MAX_PAGE, PAGING, Api, ok, page, query, query_int, read_json, respond
+from aniworld_daemon.web.api import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    PAGING,
+    Api,
+    call_as,
+    ok,
+    page,
+    query,
+    query_int,
+    read_json,
+    respond,
+)
 
 STATUS_LIMIT = vol.Schema({vol.Optional("limit", default=str(DEFAULT_PAGE)): query_int(0, MAX_PAGE)})
 ONE_STATE = vol.Schema(
@@ -124,7 +136,7 @@ def routes(api: Api) -> list[web.RouteDef]:
 
     async def remove_one(request: web.Request) -> web.Response:
         item_id = request.match_info["item_id"]
-        if not await api.commands.call("queue.remove", {"ids": [item_id]}):
+        if not await call_as(api, "queue.remove", {"ids": [item_id]}, {"ids": "item_id"}):
             raise NotFoundError(f"queue item {item_id} not found", details={"id": item_id})
         return web.Response(status=204)
 
@@ -158,7 +170,7 @@ def routes(api: Api) -> list[web.RouteDef]:
 
     async def retry_one(request: web.Request) -> web.Response:
         item_id = request.match_info["item_id"]
-        if not await api.commands.call("queue.retry", {"ids": [item_id]}):
+        if not await call_as(api, "queue.retry", {"ids": [item_id]}, {"ids": "item_id"}):
             raise NotFoundError(f"no failed or cancelled queue item {item_id}", details={"id": item_id})
         return respond({"retried_count": 1})
 

@@ -10,9 +10,10 @@ from aniworld_daemon.errors import NotFoundError
 from aniworld_daemon.models import Series
 from aniworld_daemon.provider.urls import series_url
 from aniworld_daemon.validators import non_empty_string, validate_payload
-from aniworld_daemon.web.api import PAGE, Api, page, query, read_json, respond
+from aniworld_daemon.web.api import PAGE, Api, call_as, page, query, read_json, respond
 
 SEARCH_QUERY = vol.Schema({vol.Required("q"): non_empty_string})
+SEARCH_BODY = vol.Schema({vol.Required("query"): non_empty_string})
 
 
 def routes(api: Api) -> list[web.RouteDef]:
@@ -39,9 +40,9 @@ def routes(api: Api) -> list[web.RouteDef]:
         return respond(wire.anime_detail_json(series, await api.series.episodes(series.key), link(series)))
 
     async def search_body(request: web.Request) -> web.Response:
-        body = await read_json(request)
-        results = await api.commands.call("search", {"query": body.get("query")})
-        return respond(wire.search_json(str(body.get("query")), results))
+        body = validate_payload(SEARCH_BODY, await read_json(request))
+        results = await api.commands.call("search", {"query": body["query"]})
+        return respond(wire.search_json(body["query"], results))
 
     async def search_query(request: web.Request) -> web.Response:
         text = query(request, SEARCH_QUERY)["q"]
@@ -56,7 +57,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         unknown = sorted(set(body) - {"link", "languages", "seasons", "monitored"})
         if unknown:
             validate_payload(vol.Schema({}), {name: body[name] for name in unknown})  # names the extra field
-        series = await api.commands.call("series.follow", arguments)
+        series = await call_as(api, "series.follow", arguments, {"series": "link"})
         return respond(wire.anime_detail_json(series, await api.series.episodes(series.key), link(series)), status=201)
 
     async def remove(request: web.Request) -> web.Response:
@@ -65,6 +66,8 @@ def routes(api: Api) -> list[web.RouteDef]:
 
     async def update(request: web.Request) -> web.Response:
         body = await read_json(request)
+        if "key" in body:  # the series is the one in the path; a key in the body would only be ignored
+            validate_payload(vol.Schema({}), {"key": body["key"]})
         series = await api.commands.call("series.update", {**body, "key": request.match_info["key"]})
         return respond(wire.anime_detail_json(series, await api.series.episodes(series.key), link(series)))
 
@@ -86,7 +89,7 @@ def routes(api: Api) -> list[web.RouteDef]:
         unknown = sorted(set(body) - {"key"})
         if unknown:
             validate_payload(vol.Schema({}), {name: body[name] for name in unknown})
-        scan_id = await api.commands.call("rescan.start", {"keys": keys, "trigger": "api"})
+        scan_id = await call_as(api, "rescan.start", {"keys": keys, "trigger": "api"}, {"keys": "key"})
         return respond({"scan_id": scan_id, "status": "started"}, status=202)
 
     return [

@@ -13,7 +13,7 @@ from aniworld_daemon.errors import ConfigError, Unauthorized
 from aniworld_daemon.metrics import CONTENT_TYPE
 from aniworld_daemon.models import HistoryKind
 from aniworld_daemon.validators import non_empty_string, one_of, validate_payload
-from aniworld_daemon.web.api import PAGING, Api, BadRequest, ok, page, query, read_json, respond
+from aniworld_daemon.web.api import PAGING, Api, BadRequest, ok, page, query, read_json, read_text, respond
 from aniworld_daemon.web.auth import client_address
 
 MAX_CONFIG_BYTES = 256 * 1024
@@ -45,7 +45,7 @@ def routes(api: Api) -> list[web.RouteDef]:
     async def validate(request: web.Request) -> web.Response:
         if (request.content_length or 0) > MAX_CONFIG_BYTES:
             raise BadRequest(f"a configuration of more than {MAX_CONFIG_BYTES // 1024} KiB is not one")
-        text = await request.text()
+        text = await read_text(request)
         try:
             await validate_text(text, api.config().source)
         except ConfigError as err:
