@@ -14,7 +14,7 @@ from typing import Any
 import voluptuous as vol
 
 from aniworld_daemon import __version__
-from aniworld_daemon.commands import SCHEDULE_OVERRIDE, build_command_table
+from aniworld_daemon.commands import AUTO_DOWNLOAD, SCHEDULE_OVERRIDE, build_command_table
 from aniworld_daemon.config import Config, ProviderConfig, load_config, rescan_schedule
 from aniworld_daemon.downloads.engine import Downloader
 from aniworld_daemon.downloads.tempfiles import TempFiles
@@ -23,6 +23,7 @@ from aniworld_daemon.events import EventBus, ServerShutdown
 from aniworld_daemon.health import HealthChecks
 from aniworld_daemon.log import apply_log_level
 from aniworld_daemon.metrics import Metrics
+from aniworld_daemon.mqtt.bridge import MqttBridge, configuration_url
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
 from aniworld_daemon.provider.http import HttpClient
@@ -41,7 +42,7 @@ LOGGER = logging.getLogger(__name__)
 DB_FILE = "aniworld.db"
 STOP_TIMEOUT = 30.0  # the whole stop, all components together
 # Changing these needs a restart; everything else is applied by a reload (SIGHUP).
-RESTART_FIELDS = ("data_dir", "api")
+RESTART_FIELDS = ("data_dir", "api", "mqtt")
 
 
 class Application:
@@ -80,6 +81,22 @@ class Application:
             problem_sources=[self.downloader.problems],
         )
         self.notifier = notifier or SystemdNotifier()
+        self.mqtt: MqttBridge | None = None
+        if config.mqtt.enabled:
+            self.mqtt = MqttBridge(
+                config.mqtt,
+                bus=self.bus,
+                db=self.db,
+                commands=self.commands,
+                downloader=self.downloader,
+                series=self.series,
+                rescanner=self.rescanner,
+                scheduler=self.scheduler,
+                health=self.health,
+                version=__version__,
+                configuration_url=configuration_url(config.api.host, config.api.port),
+            )
+            self.health.add_check(self.mqtt.check)
         self.auth = Auth(config.api, config.data_dir, self.db)
         self.metrics = Metrics(self.bus, self.http)
         api = Api(
@@ -118,6 +135,8 @@ class Application:
             # Before the scheduler: a start-up rescan queues into a restored queue.
             await self._start_step("downloader", self.downloader.start, self.downloader.stop)
             await self._start_step("scheduler", self._start_scheduler, self.scheduler.stop)
+            if self.mqtt is not None:
+                await self._start_step("mqtt", self.mqtt.start, self.mqtt.stop)
             await self._start_step("auth", self.auth.start, _nothing)
             # The web server is bound last: once it answers, everything behind it is ready.
             await self._start_step("web", self.web.start, self.web.stop)
@@ -131,6 +150,9 @@ class Application:
     async def _start_scheduler(self) -> None:
         # The last run survives restarts: it is the start of the newest stored scan report.
         latest = await self.db.list_scans(limit=1)
+        auto_download = await self.db.get_setting(AUTO_DOWNLOAD)
+        if isinstance(auto_download, bool):
+            self.rescanner.set_auto_download(auto_download)
         override = await self.db.get_setting(SCHEDULE_OVERRIDE)
         if override is not None:
             try:

@@ -38,6 +38,7 @@ from aniworld_daemon.wire import schedule_json
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 
+AUTO_DOWNLOAD = "auto_download"  # the settings key of the runtime auto_download switch
 SCHEDULE_OVERRIDE = "schedule_override"  # the settings key of the runtime override of schedule.rescan
 SCHEDULE_HINT = "expected a crontab like '0 3 * * *', 'every 6h', '03:00 mon,thu', {every: 6h}, or null"
 
@@ -307,6 +308,18 @@ def build_command_table(
         "override schedule.rescan at runtime (kept across restarts); null goes back to the configuration's",
         {vol.Required("rescan"): vol.Any(None, str, dict, msg=SCHEDULE_HINT)},
         configure_schedule,
+    )
+
+    async def set_auto_download(args: dict[str, Any]) -> Any:
+        await settings.set_setting(AUTO_DOWNLOAD, args["enabled"])
+        rescanner.set_auto_download(args["enabled"])
+        return rescanner.auto_download
+
+    table.register(
+        "settings.auto_download",
+        "switch whether rescans queue the missing episodes (kept across restarts); returns the new value",
+        {vol.Required("enabled"): boolean},
+        set_auto_download,
     )
     table.register("backup.list", "the database's backups, newest first", {}, lambda _: backups.list())
     table.register("backup.create", "back up the database now", {}, lambda _: backups.create())

@@ -150,6 +150,16 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttTls:
+    """TLS to the broker: the CA that signed its certificate (None: the system's), a client certificate, checks."""
+
+    ca: Path | None
+    cert: Path | None
+    key: Path | None = field(repr=False)
+    insecure: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MqttConfig:
     """The MQTT bridge; `enabled` is false when the section is absent."""
 
@@ -161,6 +171,8 @@ class MqttConfig:
     base_topic: str = field()
     discovery: bool = field()
     discovery_prefix: str = field()
+    keepalive: int = field()
+    tls: MqttTls | None = field()
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +356,20 @@ CONFIG_SCHEMA = section(
                 vol.Optional("base_topic", default="aniworld"): mqtt_topic,
                 vol.Optional("discovery", default=True): boolean,
                 vol.Optional("discovery_prefix", default="homeassistant"): mqtt_topic,
+                vol.Optional("keepalive", default=60): int_range(5, 3600),
+                # TLS: present (even empty, {}) means on; `ca` for a broker whose certificate no system CA signed,
+                # `cert` and `key` for a client certificate, `insecure` to skip the host name check.
+                vol.Optional("tls", default=None): vol.Any(
+                    None,
+                    section(
+                        {
+                            vol.Optional("ca", default=None): optional_string,
+                            vol.Optional("cert", default=None): optional_string,
+                            vol.Optional("key", default=None): optional_string,
+                            vol.Optional("insecure", default=False): boolean,
+                        }
+                    ),
+                ),
             }
         ),
         vol.Optional("logging", default={}): section({vol.Optional("level", default="info"): log_level}),
@@ -623,6 +649,17 @@ def _error_sort_key(line: str) -> tuple[str, int]:
     return (match.group(1), int(match.group(2))) if match else (line, 0)
 
 
+def _tls(base: Path, data: dict[str, Any] | None) -> MqttTls | None:
+    """The TLS settings with their files taken from the config file's folder when relative."""
+    if data is None:
+        return None
+
+    def file(value: str | None) -> Path | None:
+        return base / Path(value).expanduser() if value else None
+
+    return MqttTls(file(data["ca"]), file(data["cert"]), file(data["key"]), data["insecure"])
+
+
 def _build(source: Path, data: dict[str, Any], secret_paths: frozenset[KeyPath] = frozenset()) -> Config:
     """Turn validated data into the typed Config; relative paths are taken from the config file's folder."""
     base = source.resolve().parent
@@ -648,7 +685,9 @@ def _build(source: Path, data: dict[str, Any], secret_paths: frozenset[KeyPath] 
         schedule=ScheduleConfig(**schedule),
         series=tuple(data["series"]),
         api=ApiConfig(**api),
-        mqtt=MqttConfig(**mqtt),
+        mqtt=MqttConfig(
+            **{**mqtt, "tls": _tls(base, mqtt["tls"])},
+        ),
         logging=LoggingConfig(**data["logging"]),
         secret_paths=secret_paths,
     )

@@ -53,6 +53,7 @@ class HealthChecks:
         min_free_space: int,
         *,
         problem_sources: Sequence[Callable[[], list[str]]] = (),
+        checks: Sequence[Callable[[], Check]] = (),
         free_space: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
     ) -> None:
         self._db = db
@@ -60,7 +61,12 @@ class HealthChecks:
         self._library = library
         self._min_free_space = min_free_space
         self._problem_sources = tuple(problem_sources)  # e.g. the download queue's low disk space
+        self._checks = tuple(checks)  # components' own checks, e.g. the MQTT connection
         self._free_space = free_space
+
+    def add_check(self, check: Callable[[], Check]) -> None:
+        """Run a component's own check too (the MQTT bridge, built after the checks)."""
+        self._checks = (*self._checks, check)
 
     def reconfigure(self, library: Path, min_free_space: int) -> None:
         """Check the library and free space of a reloaded configuration from now on."""
@@ -96,6 +102,7 @@ class HealthChecks:
                 "; ".join(queue_problems) or "the queue can run",
             )
         )
+        checks += [check() for check in self._checks]
         problems = tuple(check.message for check in checks if check.level is not CheckLevel.OK)
         return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, problems, tuple(checks))
 

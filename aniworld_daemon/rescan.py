@@ -168,10 +168,20 @@ class Rescanner:
         self._temp = temp  # NFO and poster are written through the library's temp dir
         self._task: asyncio.Task[ScanResult] | None = None
         self._scan_id = ""  # the report id of the latest rescan started
+        self._auto_download: bool | None = None  # the runtime switch (MQTT, API), kept in the settings table
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded configuration from the next rescan on."""
         self._config = config
+
+    @property
+    def auto_download(self) -> bool:
+        """Whether rescans queue what they find missing: the runtime switch when set, else downloads.auto_download."""
+        return self._auto_download if self._auto_download is not None else self._config.downloads.auto_download
+
+    def set_auto_download(self, enabled: bool | None) -> None:
+        """Switch auto_download at runtime (None: the configuration's value again)."""
+        self._auto_download = enabled
 
     @property
     def running(self) -> bool:
@@ -340,7 +350,7 @@ class Rescanner:
         outcomes = tuple(sorted(run.outcomes, key=lambda outcome: outcome.key))
         queued = 0
         missing = [episode for outcome in outcomes for episode in outcome.missing]
-        if missing and enqueue and self._config.downloads.auto_download and self._queue is not None:
+        if missing and enqueue and self.auto_download and self._queue is not None:
             queued = await self._queue.enqueue_missing(missing)
         errors = {outcome.key: outcome.error for outcome in outcomes if outcome.error is not None}
         finished = replace(

@@ -28,7 +28,7 @@ from aniworld_daemon.provider.hosters import hoster_key
 
 if TYPE_CHECKING:
     from aniworld_daemon.config import Config
-    from aniworld_daemon.downloads.snapshot import QueueSnapshot
+    from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueSnapshot
     from aniworld_daemon.downloads.ytdlp import Progress
     from aniworld_daemon.events import Event, EventData
     from aniworld_daemon.health import HealthReport
@@ -510,3 +510,63 @@ def _child(data: Any, part: str | int) -> Any:
 def backup_json(backup: Backup) -> dict[str, Any]:
     """One database backup."""
     return {"name": backup.name, "size": backup.size, "created_at": backup.created_at.isoformat()}
+
+
+# --- MQTT: `state` and `progress` (DESIGN section 12) --------------------------------------------------------------
+
+
+def _current_json(entry: ActiveDownload, series: Mapping[str, Series]) -> dict[str, Any]:
+    item, progress = entry.item, entry.progress
+    known = series.get(item.series_key)
+    title = known.title if known else item.series_key
+    return {
+        "id": item.id,
+        "series": item.series_key,
+        "title": title,
+        "season": item.season,
+        "episode": item.number,
+        "label": f"{title} S{item.season:02d}E{item.number:02d}",
+        "percent": round(progress.percent, 1) if progress is not None and progress.percent is not None else None,
+        "speed_mbps": round(progress.speed_bps / MB, 3) if progress is not None and progress.speed_bps else None,
+        "eta_seconds": round(progress.eta_seconds) if progress is not None and progress.eta_seconds else None,
+    }
+
+
+def mqtt_state_json(
+    *,
+    counts: Mapping[DownloadStatus, int],
+    active: Sequence[ActiveDownload],
+    running: bool,
+    paused: bool,
+    series: Mapping[str, Series],
+    missing: int,
+    awaiting_language: int,
+    auto_download: bool,
+    last_scan: ScanReport | None,
+    next_scan: datetime | None,
+    health: HealthReport,
+    version: str,
+) -> dict[str, Any]:
+    """`<base>/state`: the queue's figures, the current download, the library, the scans, health and version."""
+    return {
+        "queue": {
+            "pending": counts.get(DownloadStatus.PENDING, 0),
+            "active": max(len(active), counts.get(DownloadStatus.DOWNLOADING, 0)),
+            "completed": counts.get(DownloadStatus.COMPLETED, 0),
+            "failed": counts.get(DownloadStatus.FAILED, 0),
+            "running": running,
+            "paused": paused,
+        },
+        "current": _current_json(active[0], series) if active else None,
+        "library": {"series": len(series), "missing": missing, "awaiting_language": awaiting_language},
+        "auto_download": auto_download,
+        "last_scan": _time(last_scan.finished_at or last_scan.started_at) if last_scan is not None else None,
+        "next_scan": _time(next_scan),
+        "health": {"status": health.status.value, "problems": list(health.problems)},
+        "version": version,
+    }
+
+
+def mqtt_progress_json(active: Sequence[ActiveDownload], series: Mapping[str, Series]) -> dict[str, Any]:
+    """`<base>/progress`: every active download's progress."""
+    return {"active": [_current_json(entry, series) for entry in active]}

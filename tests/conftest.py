@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,7 +17,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
 from tests.fakesite.core import Media, ensure_media
 from tests.fakesite.server import FakeSite
-from tests.helpers import Daemon, Recorder, StartApp, free_port, minimal_config
+from tests.helpers import Broker, Daemon, Recorder, StartApp, free_port, minimal_config
 
 # One Hypothesis profile for the whole suite, loaded here because conftest.py is imported before any test module (a
 # test's own @settings(...) starts from it and overrides only what it names). Our property tests do real work per
@@ -123,3 +124,28 @@ async def fakesite(media: Media) -> AsyncIterator[FakeSite]:
     """A running fake aniworld.to with all its hoster origins on 127.0.0.1; stopped after the test."""
     async with FakeSite(media) as site:
         yield site
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A real mosquitto on a free 127.0.0.1 port, anonymous, one per test module; killed at the end."""
+    started = Broker(tmp_path_factory.mktemp("broker"))
+    started.start()
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def start_broker(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Start brokers of a test's own (a password file: `users={...}`; a TLS listener: `tls=True`); killed at the end."""
+    started: list[Broker] = []
+
+    def start(**options: Any) -> Broker:
+        made = Broker(tmp_path / f"broker-{len(started)}", **options)
+        made.start()
+        started.append(made)
+        return made
+
+    yield start
+    for made in started:
+        made.kill()

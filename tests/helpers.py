@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -241,3 +242,122 @@ class Restarts:
     def database(self) -> Path:
         """The daemon's SQLite file."""
         return self.folder / "data" / "aniworld.db"
+
+
+class Broker:
+    """A real mosquitto on 127.0.0.1: anonymous, with a password file, or with a TLS listener (certificates by openssl).
+
+    Its config and files live in `folder`; `kill()` and `start()` again keep the port, as a broker restart does.
+    """
+
+    def __init__(self, folder: Path, *, users: dict[str, str] | None = None, tls: bool = False) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.users = dict(users or {})
+        self.tls = tls
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_file = folder / "mosquitto.log"
+        folder.mkdir(parents=True, exist_ok=True)
+        if tls:
+            self._make_certificates()
+        if self.users:
+            self._make_password_file()
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA that signed the broker's certificate (TLS only)."""
+        return self.folder / "ca.pem"
+
+    def start(self) -> None:
+        """Start mosquitto and wait (bounded) until it accepts connections."""
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr", "log_type all"]
+        lines.append("allow_anonymous false" if self.users else "allow_anonymous true")
+        if self.users:
+            lines.append(f"password_file {self.folder / 'passwords'}")
+        if self.tls:
+            lines += [
+                f"cafile {self.ca_file}",
+                f"certfile {self.folder / 'server.pem'}",
+                f"keyfile {self.folder / 'server.key'}",
+            ]
+        config = self.folder / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        executable = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        log = self.log_file.open("ab")
+        self.process = subprocess.Popen([executable, "-c", str(config)], stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"mosquitto exited: {self.log_file.read_text(errors='replace')}")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        pytest.fail("mosquitto did not accept connections within 10 s")
+
+    def kill(self) -> None:
+        """SIGKILL the broker (no goodbye to its clients) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def _make_password_file(self) -> None:
+        passwords = self.folder / "passwords"
+        passwords.touch(mode=0o600)
+        for user, password in self.users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwords), user, password], check=True, timeout=30)
+
+    def _make_certificates(self) -> None:
+        """A CA and a server certificate for 127.0.0.1 and localhost, valid for a day."""
+        folder = self.folder
+
+        def run(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, timeout=60, capture_output=True, cwd=folder)
+
+        run(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=aniworld test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        )
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        )
+        (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n", encoding="utf-8")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        )

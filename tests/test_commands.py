@@ -40,6 +40,7 @@ OPERATIONS = {
     "search",
     "scheduler.show",
     "scheduler.configure",
+    "settings.auto_download",
     "backup.list",
     "backup.create",
 }

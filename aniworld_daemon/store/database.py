@@ -664,6 +664,14 @@ class Database:
             (),
         )
 
+    async def count_episodes_by_state(self) -> dict[EpisodeState, int]:
+        """The number of episodes of followed series per state (every state present, zero included)."""
+        rows = await self._fetchall("counting episodes", "SELECT state, COUNT(*) FROM episodes GROUP BY state", ())
+        counts = dict.fromkeys(EpisodeState, 0)
+        for state, count in rows:
+            counts[EpisodeState(state)] = count
+        return counts
+
     async def count_downloads_by_status(self) -> dict[DownloadStatus, int]:
         """Return the number of queue items per status (every status present, zero included)."""
         rows = await self._fetchall("counting downloads", "SELECT status, COUNT(*) FROM downloads GROUP BY status", ())

@@ -85,6 +85,8 @@ class QueueStatusCache:
         if len(self._bodies) > 8:  # a handful of limits in use at once; forget the rest
             self._bodies.clear()
         build = asyncio.ensure_future(self._build(api, limit))
+        # Every waiter may have gone (clients that hung up): the build's failure is then still taken, not left to GC.
+        build.add_done_callback(lambda done: done.cancelled() or done.exception())
         self._bodies[limit] = (revision, build)
         return await asyncio.shield(build)
 
