@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 DEVICE_NAME = "AniWorld Daemon"
 SUPPORT_URL = "https://github.com/aniworld-daemon/aniworld-daemon"
+MAX_STATE_LENGTH = 255  # Home Assistant's limit for a state (homeassistant/const.py MAX_LENGTH_STATE_STATE)
 # The `event` entity's types, and the bus events they come from (others render nothing and are ignored).
 EVENT_TYPES = ("downloaded", "failed", "new_episodes")
 EVENT_TEMPLATE = (
@@ -91,7 +93,10 @@ def entities(base: str) -> tuple[Entity, ...]:
         sensor(
             "current_download",
             "Current download",
-            "{{ value_json.current.label if value_json.current else 'idle' }}",
+            # A state has at most 255 characters (HA's MAX_LENGTH_STATE_STATE; a longer one is refused with a
+            # warning): a very long title is cut, with an ellipsis, instead.
+            f"{{{{ value_json.current.label | truncate({MAX_STATE_LENGTH}, true, '…', 0) if value_json.current"
+            " else 'idle' }}",
             icon="mdi:television-play",
         ),
         sensor(
@@ -206,6 +211,18 @@ def config_topic(prefix: str, install_id: str, entity: Entity) -> str:
     return f"{prefix}/{entity.component}/aniworld_{install_id}/{entity.key}/config"
 
 
+def _link_accepted(url: str | None) -> bool:
+    """Whether Home Assistant takes `url` as the device's configuration_url: http(s):// or homeassistant:// with a host.
+
+    Any other value (say `nas:8099` in ANIWORLD_CONFIGURATION_URL) makes it refuse every config of the device
+    (helpers/config_validation.py configuration_url), so the link is left out instead.
+    """
+    if not url:
+        return False
+    parsed = urlparse(url)
+    return parsed.scheme in ("http", "https", "homeassistant") and bool(parsed.netloc)
+
+
 def config_payload(entity: Entity, device: Device, base: str) -> dict[str, Any]:
     """The discovery config of one entity."""
     node = f"aniworld_{device.install_id}"
@@ -220,7 +237,7 @@ def config_payload(entity: Entity, device: Device, base: str) -> dict[str, Any]:
             "manufacturer": "aniworld-daemon",
             "model": "aniworld-daemon",
             "sw_version": device.version,
-            **({"configuration_url": device.configuration_url} if device.configuration_url else {}),
+            **({"configuration_url": device.configuration_url} if _link_accepted(device.configuration_url) else {}),
         },
         "origin": {"name": "aniworld-daemon", "sw_version": device.version, "support_url": SUPPORT_URL},
         "qos": 1,
