@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-SECONDS = 150  # a quick run takes a few seconds (parse) to ~30 s (download); generous for a loaded 2-core machine
+SECONDS = 150  # a quick run takes a few seconds (parse, mqtt) to ~30 s (download); generous for a loaded 2-core machine
 
 # bench module -> patterns its output must contain: the lines that carry its figures.
 FIGURES = {
@@ -39,6 +39,12 @@ FIGURES = {
         r"p99 daemon / constant: [\d.]+x \(target <= 2x\): (met|MISSED)",
         r"paged walk, .*: 1,000 items in \d+ pages, [\d.]+s .*every id seen once",
         r"daemon RSS after the load: [\d.]+ MB \(peak [\d.]+ MB\) with 1,000 items \(target < 80 MB\): (met|MISSED)",
+    ],
+    "mqtt": [
+        r"aniworld/progress +\d+ +[\d.]+ +\d+ +(\d+ ms|-)",
+        r"progress: [\d.]+ messages/s, busiest second \d+ \(target <= 1/s\): (met|MISSED)",
+        r"state: [\d.]+ messages/s, busiest second \d+ \(target <= 1/s\): (met|MISSED)",
+        r"completion -> event: median [\d.]+ ms, max [\d.]+ ms over 3 downloads \(target < 100 ms\): (met|MISSED)",
     ],
 }
 
