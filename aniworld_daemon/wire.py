@@ -548,10 +548,13 @@ def mqtt_state_json(
     version: str,
 ) -> dict[str, Any]:
     """`<base>/state`: the queue's figures, the current download, the library, the scans, health and version."""
+    stored_active = counts.get(DownloadStatus.DOWNLOADING, 0)
+    # A download the engine has just started may still be `pending` in its row for a moment: count it once.
+    starting = max(0, len(active) - stored_active)
     return {
         "queue": {
-            "pending": counts.get(DownloadStatus.PENDING, 0),
-            "active": max(len(active), counts.get(DownloadStatus.DOWNLOADING, 0)),
+            "pending": max(0, counts.get(DownloadStatus.PENDING, 0) - starting),
+            "active": max(len(active), stored_active),
             "completed": counts.get(DownloadStatus.COMPLETED, 0),
             "failed": counts.get(DownloadStatus.FAILED, 0),
             "running": running,

@@ -272,6 +272,9 @@ class Broker:
         """Start mosquitto and wait (bounded) until it accepts connections."""
         lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr", "log_type all"]
         lines.append("allow_anonymous false" if self.users else "allow_anonymous true")
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to its own user, which cannot read pytest's private temp folders.
+            lines.append("user root")
         if self.users:
             lines.append(f"password_file {self.folder / 'passwords'}")
         if self.tls:

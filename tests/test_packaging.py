@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 import configparser
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import signal
+import ssl
 import stat
 import subprocess
+import sys
+import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import aiomqtt
 import pytest
 import yaml
+from aiohttp import web
 
-from aniworld_daemon.config import CONFIG_SCHEMA, Config, SeriesConfig, load_config
-from tests.helpers import ROOT
+from aniworld_daemon.config import CONFIG_SCHEMA, Config, MqttTls, SeriesConfig, load_config
+from tests.helpers import ROOT, Broker, Daemon, free_port
 
 ADDON = ROOT / "addon"
 ADDON_CONFIG: dict[str, Any] = yaml.safe_load((ADDON / "config.yaml").read_text(encoding="utf-8"))
@@ -167,7 +175,21 @@ FULL_OPTIONS: dict[str, Any] = {
         {"key": "kaiju-no-8"},
     ],
     "api": {"password": "correct horse battery staple"},
-    "mqtt": {**OPTIONS["mqtt"], "host": "broker.lan", "port": 8883, "username": "ani", "password": "pw"},
+    "mqtt": {
+        **OPTIONS["mqtt"],
+        "host": "broker.lan",
+        "port": 8883,
+        "username": "ani",
+        "password": "pw",
+        "keepalive": 30,
+        "tls": {
+            "enabled": True,
+            "ca": "/config/ca.pem",
+            "cert": "/config/client.pem",
+            "key": "/config/client.key",
+            "insecure": True,
+        },
+    },
     "logging": {"level": "debug"},
 }
 
@@ -194,6 +216,7 @@ def test_every_optional_field_filled_in_fits_the_addon_schema() -> None:
         ("library.path", "/config/anime"),
         ("logging.level", "verbose"),
         ("mqtt.port", 70000),
+        ("mqtt.keepalive", 4),
     ],
 )
 def test_addon_schema_rejects_what_the_daemon_rejects(path: str, value: Any) -> None:
@@ -227,17 +250,49 @@ def test_fixed_keys_are_daemon_keys_and_not_options() -> None:
     assert ADDON_FIXED_KEYS.keys() & addon_keys(SCHEMA) == set(), "a fixed key is also an add-on option"
 
 
+def schema_paths(schema: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted path of every option and section of the add-on schema, however deep (list items: their list's)."""
+    paths: set[str] = set()
+    for name, typ in schema.items():
+        paths.add(f"{prefix}{name}")
+        inner = typ[0] if isinstance(typ, list) else typ
+        if isinstance(inner, dict):
+            paths |= schema_paths(inner, f"{prefix}{name}.")
+    return paths
+
+
+def translation_paths(entries: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted path of every translated option, however deep (`fields` nest as the schema does)."""
+    paths: set[str] = set()
+    for name, entry in entries.items():
+        assert entry.get("name"), f"{prefix}{name}: the Supervisor rejects a translation without a name"
+        paths.add(f"{prefix}{name}")
+        paths |= translation_paths(entry.get("fields", {}), f"{prefix}{name}.")
+    return paths
+
+
 def test_every_option_has_a_translation() -> None:
     translations = yaml.safe_load((ADDON / "translations" / "en.yaml").read_text(encoding="utf-8"))["configuration"]
-    translated: set[str] = set()
-    for name, entry in translations.items():
-        assert entry.get("name"), f"{name}: the Supervisor rejects a translation without a name"
-        translated.add(name)
-        for key, field in entry.get("fields", {}).items():
-            assert field.get("name"), f"{name}.{key}: a translation needs a name"
-            translated.add(f"{name}.{key}")
-    expected = set(SCHEMA) | {key for key in addon_keys(SCHEMA) if "." in key}
-    assert translated == expected
+    assert translation_paths(translations) == schema_paths(SCHEMA)
+
+
+def test_every_option_is_documented() -> None:
+    # DOCS.md names each option in its section's table: `path`, and `tls.ca` for one a level deeper.
+    docs = (ADDON / "DOCS.md").read_text(encoding="utf-8")
+    paths = schema_paths(SCHEMA)
+    options = {path for path in paths if "." in path and not any(other.startswith(f"{path}.") for other in paths)}
+    assert "mqtt.tls.ca" in options
+    missing = sorted(path for path in options if f"`{path.split('.', 1)[1]}`" not in docs)
+    assert missing == []
+
+
+def test_addon_tls_options_are_the_daemons_and_a_switch() -> None:
+    # The Supervisor has no optional sections, so the add-on's mqtt.tls is always there and `enabled` switches it;
+    # the run script removes `enabled` (the daemon has no such key) and the section when it is off. Everything else
+    # is the daemon's own key.
+    daemon_tls = CONFIG_SCHEMA({"library": {"path": "/media/anime"}, "mqtt": {"tls": {}}})["mqtt"]["tls"]
+    assert set(SCHEMA["mqtt"]["tls"]) == set(daemon_tls) | {"enabled"}
+    assert OPTIONS["mqtt"]["tls"]["enabled"] is False, "TLS must stay off unless asked for"
 
 
 def test_addon_metadata() -> None:
@@ -262,7 +317,10 @@ def test_addon_installs_the_package_of_its_own_version() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # The run script: options -> effective config -> the daemon's own loader
 # ---------------------------------------------------------------------------------------------------------------
-# Just enough of bashio for the run script, with the real functions' semantics (a missing key reads as "null").
+# Just enough of bashio for the run script, with the real functions' semantics: a missing option reads as "null";
+# the Supervisor's API is asked with the add-on's token, and an error answer makes the function fail
+# (bashio:lib/api.sh `bashio::api.supervisor`, lib/services.sh, lib/addons.sh). Where bashio runs curl, the stub
+# runs `supervisor-get`, a small Python script on PATH (SUPERVISOR_GET), so the tests need no curl.
 BASHIO_STUB = r"""
 bashio::config() {
     jq -r --arg key "$1" 'getpath($key | split(".")) | if . == null then "null" else . end' "$STUB_OPTIONS"
@@ -270,17 +328,70 @@ bashio::config() {
 bashio::config.has_value() { local value; value=$(bashio::config "$1"); [[ "$value" != null && -n "$value" ]]; }
 bashio::config.false() { [[ "$(bashio::config "$1")" == false ]]; }
 bashio::var.true() { [[ "$1" == true ]]; }
-bashio::services.available() { [[ "$1" == mqtt && -n "${STUB_MQTT:-}" ]]; }
-bashio::services() { jq -r --arg key "$2" '.[$key] // empty' <<<"$STUB_MQTT"; }
+bashio::api.supervisor() {
+    local response status
+    response=$(supervisor-get "$1" "$2") || return 1
+    status=${response##*$'\n'}
+    response=${response%$'\n'*}
+    [[ "$status" == 200 && "$(jq -r '.result' <<<"$response")" == ok ]] || return 1
+    jq -c 'if .data == {} then empty else .data end' <<<"$response"
+}
+bashio::services.available() { bashio::api.supervisor GET "/services/$1" > /dev/null 2>&1; }
+bashio::services() {
+    local config
+    config=$(bashio::api.supervisor GET "/services/$1") || return 1
+    jq -r --arg key "$2" '.[$key] | if . == null then "null" else . end' <<<"$config"
+}
+bashio::addon.slug() {
+    local info
+    info=$(bashio::api.supervisor GET /addons/self/info) || return 1
+    jq -r '.slug' <<<"$info"
+}
 bashio::log.info() { echo "INFO: $*" >&2; }
 bashio::log.warning() { echo "WARNING: $*" >&2; }
 """
 
-# What the Supervisor's services API answers for the Mosquitto add-on.
+# bashio from June 2026 on: add-ons are apps (`bashio::app.*`); the old names still work but warn.
+NEW_BASHIO = r"""
+bashio::app.slug() {
+    local info
+    info=$(bashio::api.supervisor GET /addons/self/info) || return 1
+    jq -r '.slug' <<<"$info"
+}
+bashio::addon.slug() { echo "WARNING: bashio::addon.slug is deprecated, use bashio::app.slug" >&2; bashio::app.slug; }
+"""
+
+# curl's part: GET a path of the Supervisor's API (bashio's __BASHIO_SUPERVISOR_API, http://supervisor in an add-on)
+# with `Authorization: Bearer $SUPERVISOR_TOKEN`; print the body, a newline and the HTTP status (curl --write-out).
+SUPERVISOR_GET = """
+import os
+import sys
+import urllib.error
+import urllib.request
+
+method, path = sys.argv[1], sys.argv[2]
+request = urllib.request.Request(
+    os.environ["__BASHIO_SUPERVISOR_API"] + path,
+    method=method,
+    headers={"Authorization": "Bearer " + os.environ.get("SUPERVISOR_TOKEN", "")},
+)
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to 127.0.0.1, whatever *_proxy says
+try:
+    with opener.open(request, timeout=10) as response:
+        body, status = response.read(), response.status
+except urllib.error.HTTPError as error:
+    body, status = error.read(), error.code
+sys.stdout.write(body.decode() + "\\n" + str(status))
+"""
+
+SUPERVISOR_TOKEN = "3f1c0d2b9a8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e"
+SLUG = "local_aniworld_daemon"  # the full slug the Supervisor reports: <repository>_<slug of config.yaml>
+
+# What the Supervisor's services API answers for the Mosquitto add-on (`port` is a string there).
 MOSQUITTO = {
     "addon": "core_mosquitto",
     "host": "core-mosquitto",
-    "port": 1883,
+    "port": "1883",
     "ssl": False,
     "protocol": "3.1.1",
     "username": "addons",
@@ -288,14 +399,97 @@ MOSQUITTO = {
 }
 
 
+class Supervisor:
+    """A stand-in for the Supervisor's API on 127.0.0.1: the two paths the run script's bashio calls ask for.
+
+    `GET /services/mqtt` answers `mqtt` in the Supervisor's envelope (`{"result": "ok", "data": ...}`), or its error
+    when no add-on provides the service; `GET /addons/self/info` answers the slug (an error when `slug` is None).
+    Both want the add-on's token, as the real one does (401 otherwise).
+    """
+
+    def __init__(self) -> None:
+        self.mqtt: dict[str, Any] | None = None
+        self.slug: str | None = SLUG
+        self.requests: list[tuple[str, bool]] = []  # (path, whether it carried the token)
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Serve on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_get("/services/mqtt", self._mqtt)
+        app.router.add_get("/addons/self/info", self._info)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """Stop serving."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _authorized(self, request: web.Request) -> bool:
+        carried = request.headers.get("Authorization") == f"Bearer {SUPERVISOR_TOKEN}"
+        self.requests.append((request.path, carried))
+        return carried
+
+    async def _mqtt(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"result": "error", "message": "Unauthorized"}, status=401)
+        if self.mqtt is None:
+            message = "There is no mqtt service in use from add-ons"
+            return web.json_response({"result": "error", "message": message}, status=400)
+        return web.json_response({"result": "ok", "data": self.mqtt})
+
+    async def _info(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"result": "error", "message": "Unauthorized"}, status=401)
+        if self.slug is None:
+            return web.json_response({"result": "error", "message": "Add-on is not available"}, status=400)
+        info = {"slug": self.slug, "name": ADDON_CONFIG["name"], "ingress": True, "ingress_port": 8099}
+        return web.json_response({"result": "ok", "data": info})
+
+
+@dataclasses.dataclass(frozen=True)
+class AddonRun:
+    """What one run of the run script made: the effective config (file and loaded), the environment, the log."""
+
+    config_file: Path
+    config: Config
+    configuration_url: str | None  # ANIWORLD_CONFIGURATION_URL as the daemon got it; None when it was not set
+    log: str  # what the script logged (stderr)
+
+
+class RunAddon(Protocol):
+    """The `run_addon` fixture: run the run script on options, with the Supervisor offering `mqtt_service`."""
+
+    async def __call__(
+        self, options: dict[str, Any], mqtt_service: dict[str, Any] | None, *, bashio_extra: str = ""
+    ) -> AddonRun: ...
+
+
 @pytest.fixture
-def run_addon(tmp_path: Path) -> Callable[[dict[str, Any], dict[str, Any] | None], tuple[Path, Config]]:
-    """Run the add-on's run script on the given options (and MQTT service); return the config it wrote, loaded."""
+async def supervisor() -> AsyncIterator[Supervisor]:
+    """The stand-in Supervisor, serving on 127.0.0.1 for the test."""
+    server = Supervisor()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def run_addon(tmp_path: Path, supervisor: Supervisor) -> RunAddon:
+    """Run the add-on's run script up to its `exec aniworld-daemon` (a stand-in on PATH records how it was called)."""
     if shutil.which("jq") is None:
         pytest.fail("the add-on tests need jq (apt-get install jq), as the add-on's run script does")
 
-    def run(options: dict[str, Any], mqtt_service: dict[str, Any] | None) -> tuple[Path, Config]:
-        options_file, config_file, args_file = tmp_path / "options.json", tmp_path / "effective.json", tmp_path / "args"
+    async def run(options: dict[str, Any], mqtt_service: dict[str, Any] | None, *, bashio_extra: str = "") -> AddonRun:
+        supervisor.mqtt = mqtt_service
+        options_file, config_file = tmp_path / "options.json", tmp_path / "effective.json"
+        args_file, url_file = tmp_path / "args", tmp_path / "configuration-url"
+        url_file.unlink(missing_ok=True)
         options_file.write_text(json.dumps(options), encoding="utf-8")
         script = RUN_SCRIPT.read_text(encoding="utf-8")
         assert "/data/options.json" in script
@@ -303,32 +497,47 @@ def run_addon(tmp_path: Path) -> Callable[[dict[str, Any], dict[str, Any] | None
         script = script.replace("/data/options.json", str(options_file))
         script = script.replace("/data/effective-config.json", str(config_file))
         (tmp_path / "run").write_text(script, encoding="utf-8")
-        (tmp_path / "bashio-stub").write_text(BASHIO_STUB, encoding="utf-8")
+        (tmp_path / "bashio-stub").write_text(BASHIO_STUB + bashio_extra, encoding="utf-8")
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
         fake_daemon = bin_dir / "aniworld-daemon"
-        fake_daemon.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\n', encoding="utf-8")
-        fake_daemon.chmod(0o755)
+        fake_daemon.write_text(
+            '#!/bin/sh\nprintf "%s\\n" "$@" > "$STUB_ARGS"\n'
+            'if [ "${ANIWORLD_CONFIGURATION_URL+set}" = set ]; then\n'
+            '    printf "%s" "$ANIWORLD_CONFIGURATION_URL" > "$STUB_URL"\nfi\n',
+            encoding="utf-8",
+        )
+        supervisor_get = bin_dir / "supervisor-get"
+        supervisor_get.write_text(f"#!{sys.executable}\n{SUPERVISOR_GET}", encoding="utf-8")
+        for program in (fake_daemon, supervisor_get):
+            program.chmod(0o755)
         env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "STUB_OPTIONS": str(options_file),
             "STUB_ARGS": str(args_file),
+            "STUB_URL": str(url_file),
+            "__BASHIO_SUPERVISOR_API": supervisor.url,
+            "SUPERVISOR_TOKEN": SUPERVISOR_TOKEN,
         }
-        env.pop("STUB_MQTT", None)
-        if mqtt_service is not None:
-            env["STUB_MQTT"] = json.dumps(mqtt_service)
-        result = subprocess.run(
-            ["bash", "-c", 'source "$1" && source "$2"', "run", tmp_path / "bashio-stub", tmp_path / "run"],
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            'source "$1" && source "$2"',
+            "run",
+            str(tmp_path / "bashio-stub"),
+            str(tmp_path / "run"),
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
-        assert result.returncode == 0, result.stderr
+        _, errors = await asyncio.wait_for(process.communicate(), 30)
+        log = errors.decode(errors="replace")
+        assert process.returncode == 0, log
         assert args_file.read_text(encoding="utf-8").split() == ["run", "-c", str(config_file)]
-        return config_file, load_config(config_file)
+        url = url_file.read_text(encoding="utf-8") if url_file.exists() else None
+        return AddonRun(config_file, load_config(config_file), url, log)
 
     return run
 
@@ -350,25 +559,109 @@ MQTT_CASES = [
 @pytest.mark.parametrize(
     ("mqtt", "service", "expected"), [case[1:] for case in MQTT_CASES], ids=[c[0] for c in MQTT_CASES]
 )
-def test_default_options_make_a_valid_config(
-    run_addon: Callable[[dict[str, Any], dict[str, Any] | None], tuple[Path, Config]],
+async def test_default_options_make_a_valid_config(
+    run_addon: RunAddon,
     mqtt: dict[str, Any],
     service: dict[str, Any] | None,
     expected: tuple[bool, str, int, str | None, str | None],
 ) -> None:
-    config_file, config = run_addon({**OPTIONS, "mqtt": {**OPTIONS["mqtt"], **mqtt}}, service)
+    result = await run_addon({**OPTIONS, "mqtt": {**OPTIONS["mqtt"], **mqtt}}, service)
+    config = result.config
     assert config.library.path == Path("/media/anime")
     assert config.data_dir == Path("/data")
     assert (config.api.host, config.api.port, config.api.key) == ("0.0.0.0", ADDON_CONFIG["ingress_port"], None)
     mq = config.mqtt
     assert (mq.enabled, mq.host, mq.port, mq.username, mq.password) == expected
-    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600, "the effective config holds the MQTT password"
+    assert (mq.keepalive, mq.tls) == (60, None)
+    assert stat.S_IMODE(result.config_file.stat().st_mode) == 0o600, "the effective config holds the MQTT password"
 
 
-def test_every_option_filled_in_makes_a_valid_config(
-    run_addon: Callable[[dict[str, Any], dict[str, Any] | None], tuple[Path, Config]],
+async def test_the_stand_in_supervisor_wants_the_token(tmp_path: Path, supervisor: Supervisor) -> None:
+    # The run script's questions reach the stand-in only with the token; without it bashio sees an error, as with
+    # the real Supervisor, so a stub that forgot the header would leave MQTT off and fail the tests above.
+    supervisor.mqtt = MOSQUITTO
+    script = tmp_path / "supervisor-get"
+    script.write_text(SUPERVISOR_GET, encoding="utf-8")
+
+    async def ask(token: str) -> tuple[str, str]:
+        env = {**os.environ, "__BASHIO_SUPERVISOR_API": supervisor.url, "SUPERVISOR_TOKEN": token}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, str(script), "GET", "/services/mqtt", env=env, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+        body, _, status = out.decode().rpartition("\n")
+        return status, body
+
+    assert (await ask("wrong"))[0] == "401"
+    status, body = await ask(SUPERVISOR_TOKEN)
+    assert (status, json.loads(body)) == ("200", {"result": "ok", "data": MOSQUITTO})
+    assert supervisor.requests == [("/services/mqtt", False), ("/services/mqtt", True)]
+
+
+TLS_CASES = [
+    # (id, mqtt options on top of the defaults, MQTT service, expected mqtt.tls)
+    ("plain-service", {}, MOSQUITTO, None),
+    ("service-asks-for-tls", {}, {**MOSQUITTO, "port": "8883", "ssl": True}, MqttTls(None, None, None, False)),
+    (
+        "own-broker-with-a-ca",
+        {"host": "broker.lan", "port": 8883, "tls": {"enabled": True, "ca": "/config/ca.pem", "insecure": False}},
+        None,
+        MqttTls(Path("/config/ca.pem"), None, None, False),
+    ),
+    (
+        "own-broker-system-cas",
+        {"host": "broker.lan", "port": 8883, "tls": {"enabled": True, "insecure": False}},
+        None,
+        MqttTls(None, None, None, False),
+    ),
+    (
+        "own-plain-broker-ignores-the-service-ssl",
+        {"host": "broker.lan", "tls": {"enabled": False, "ca": "/config/ca.pem", "insecure": False}},
+        {**MOSQUITTO, "ssl": True},
+        None,
+    ),
+    (
+        "own-settings-for-the-service-broker",
+        {"tls": {"enabled": True, "ca": "/config/mosquitto-ca.pem", "insecure": True}},
+        {**MOSQUITTO, "ssl": True},
+        MqttTls(Path("/config/mosquitto-ca.pem"), None, None, True),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "service", "expected"), [case[1:] for case in TLS_CASES], ids=[c[0] for c in TLS_CASES]
+)
+async def test_tls_comes_from_the_options_or_the_mqtt_service(
+    run_addon: RunAddon, mqtt: dict[str, Any], service: dict[str, Any] | None, expected: MqttTls | None
 ) -> None:
-    _, config = run_addon(FULL_OPTIONS, MOSQUITTO)
+    result = await run_addon({**OPTIONS, "mqtt": {**OPTIONS["mqtt"], **mqtt}}, service)
+    assert result.config.mqtt.enabled
+    assert result.config.mqtt.tls == expected
+    assert "enabled" not in json.loads(result.config_file.read_text(encoding="utf-8"))["mqtt"].get("tls", {})
+    assert "WARNING" not in result.log, "the daemon speaks TLS: nothing to warn about"
+    if service is not None and "host" not in mqtt:
+        assert result.config.mqtt.port == int(service["port"])
+
+
+@pytest.mark.parametrize("bashio", ["bashio-addon", "bashio-app"])
+async def test_the_device_links_to_the_ingress_panel(run_addon: RunAddon, bashio: str) -> None:
+    # The slug comes from the Supervisor (bashio::addon.slug, or bashio::app.slug where bashio has it: no warning).
+    result = await run_addon(OPTIONS, MOSQUITTO, bashio_extra=NEW_BASHIO if bashio == "bashio-app" else "")
+    assert result.configuration_url == f"homeassistant://hassio/ingress/{SLUG}"
+    assert "WARNING" not in result.log
+
+
+async def test_without_a_slug_the_device_links_to_the_api(run_addon: RunAddon, supervisor: Supervisor) -> None:
+    supervisor.slug = None
+    result = await run_addon(OPTIONS, MOSQUITTO)
+    assert result.configuration_url is None, "the daemon then links to http://<host>:8099/ itself"
+    assert "WARNING: Could not read the add-on's slug" in result.log
+    assert result.config.mqtt.enabled
+
+
+async def test_every_option_filled_in_makes_a_valid_config(run_addon: RunAddon) -> None:
+    config = (await run_addon(FULL_OPTIONS, MOSQUITTO)).config
     assert config.library.path == Path("/media/tv/anime")
     assert [language.value for language in config.provider.languages] == ["de-dub", "en-sub"]
     assert config.downloads.rate_limit == 5 * 1024**2
@@ -378,13 +671,15 @@ def test_every_option_filled_in_makes_a_valid_config(
         ("kaiju-no-8", None, True),
     ]
     assert (config.mqtt.enabled, config.mqtt.host, config.mqtt.port) == (True, "broker.lan", 8883)
+    assert config.mqtt.keepalive == 30
+    assert config.mqtt.tls == MqttTls(
+        Path("/config/ca.pem"), Path("/config/client.pem"), Path("/config/client.key"), True
+    )
     assert config.api.password == "correct horse battery staple"
     assert config.logging.level == "debug"
 
 
-def test_cleared_optional_fields_fall_back_to_defaults(
-    run_addon: Callable[[dict[str, Any], dict[str, Any] | None], tuple[Path, Config]],
-) -> None:
+async def test_cleared_optional_fields_fall_back_to_defaults(run_addon: RunAddon) -> None:
     # A field emptied in the UI may arrive as "" or null; the daemon would reject "" for a window or a size.
     options = {
         **FULL_OPTIONS,
@@ -393,11 +688,103 @@ def test_cleared_optional_fields_fall_back_to_defaults(
         "api": {"password": ""},
         "mqtt": {**OPTIONS["mqtt"], "host": "", "username": ""},
     }
-    _, config = run_addon(options, None)
+    config = (await run_addon(options, None)).config
     assert (config.downloads.window, config.downloads.rate_limit) == (None, None)
     assert [(s.key, s.seasons) for s in config.series] == [("one-piece", None)]
     assert config.api.password is None
     assert config.mqtt.enabled is False
+
+
+async def test_cleared_tls_files_fall_back_to_the_system_cas(run_addon: RunAddon) -> None:
+    tls = {"enabled": True, "ca": "", "cert": None, "key": "", "insecure": False}
+    config = (await run_addon({**OPTIONS, "mqtt": {**OPTIONS["mqtt"], "host": "broker.lan", "tls": tls}}, None)).config
+    assert config.mqtt.tls == MqttTls(None, None, None, False)
+
+
+async def retained_messages(
+    broker: Broker, tls: ssl.SSLContext | None, process: Daemon, wanted: Callable[[dict[str, bytes]], bool]
+) -> dict[str, bytes]:
+    """Subscribe as a new client, again and again, until the retained messages it is handed satisfy `wanted`.
+
+    A retained message is one the broker kept: each new subscription gets them first, flagged retained.
+    """
+    deadline = time.monotonic() + 30
+    while True:
+        seen: dict[str, bytes] = {}
+        async with aiomqtt.Client(
+            "127.0.0.1",
+            broker.port,
+            username="addons",
+            password=broker.users["addons"],
+            tls_context=tls,
+            identifier="packaging-test",
+        ) as client:
+            await client.subscribe("aniworld/#")
+            await client.subscribe("homeassistant/+/+/+/config")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async for message in client.messages:
+                        if message.retain and isinstance(message.payload, bytes):
+                            seen[str(message.topic)] = message.payload
+        if wanted(seen):
+            return seen
+        if process.process.poll() is not None and not seen:
+            pytest.fail(f"the daemon exited ({process.process.returncode}):\n{process.log}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"retained messages after 30 s: {sorted(seen)}; daemon log:\n{process.log}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("use_tls", [False, True], ids=["plain", "tls"])
+async def test_the_config_the_run_script_makes_gets_the_daemon_connected_and_publishing(
+    run_addon: RunAddon,
+    start_broker: Callable[..., Broker],
+    daemon: Callable[..., Daemon],
+    tmp_path: Path,
+    use_tls: bool,
+) -> None:
+    # The Mosquitto add-on's way: a password for the `addons` user, handed out by the Supervisor's services API.
+    broker = start_broker(users={"addons": str(MOSQUITTO["password"])}, tls=use_tls)
+    service = {**MOSQUITTO, "host": "127.0.0.1", "port": str(broker.port), "ssl": use_tls}
+    options = {**OPTIONS, "schedule": {**OPTIONS["schedule"], "run_on_start": False}}
+    result = await run_addon(options, service)
+    mq = result.config.mqtt
+    assert (mq.enabled, mq.host, mq.port, mq.username) == (True, "127.0.0.1", broker.port, "addons")
+    assert (mq.tls is not None) is use_tls
+    assert result.configuration_url == f"homeassistant://hassio/ingress/{SLUG}"
+
+    # Only the add-on's own places change (/data, /media, 0.0.0.0:8099, and the site: a port nothing listens on, so
+    # no request leaves this machine); the mqtt section stays exactly as the run script wrote it.
+    effective = json.loads(result.config_file.read_text(encoding="utf-8"))
+    local = {
+        **effective,
+        "data_dir": str(tmp_path / "data"),
+        "library": {**effective["library"], "path": str(tmp_path / "library")},
+        "api": {**effective["api"], "host": "127.0.0.1", "port": free_port()},
+        "provider": {**effective["provider"], "base_url": f"http://127.0.0.1:{free_port()}"},
+    }
+    config_file = tmp_path / "local-config.json"
+    config_file.write_text(json.dumps(local), encoding="utf-8")
+    env = {"ANIWORLD_CONFIGURATION_URL": result.configuration_url}
+    if use_tls:
+        env["SSL_CERT_FILE"] = str(broker.ca_file)  # `tls: {}` trusts the system's CAs; the test CA becomes one
+    process = daemon(config_file, env)
+    context = ssl.create_default_context(cafile=str(broker.ca_file)) if use_tls else None
+
+    seen = await retained_messages(
+        broker, context, process, lambda seen: seen.get("aniworld/status") == b"online" and "aniworld/state" in seen
+    )
+    state = json.loads(seen["aniworld/state"])
+    assert state["queue"]["pending"] == 0
+    assert state["version"] == ADDON_CONFIG["version"]
+    configs = [json.loads(payload) for topic, payload in seen.items() if topic.startswith("homeassistant/")]
+    assert configs, "no discovery configs"
+    assert {config["device"]["configuration_url"] for config in configs} == {result.configuration_url}
+
+    process.signal(signal.SIGTERM)
+    assert await process.exited(40) == 0, process.log
+    seen = await retained_messages(broker, context, process, lambda seen: "aniworld/status" in seen)
+    assert seen["aniworld/status"] == b"offline"
 
 
 @pytest.mark.parametrize("script", [RUN_SCRIPT, FINISH_SCRIPT], ids=["run", "finish"])
