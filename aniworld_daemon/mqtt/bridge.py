@@ -60,7 +60,7 @@ def _same(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 REQUESTS: Mapping[str, Request] = {
-    "rescan": Request("rescan.start", lambda p: {"trigger": "mqtt", **p}, lambda scan_id: {"scan_id": scan_id}),
+    "rescan": Request("rescan.start", lambda p: {**p, "trigger": "mqtt"}, lambda scan_id: {"scan_id": scan_id}),
     "add_series": Request("series.follow", _same, lambda series: {"key": series.key, "title": series.title}),
     "remove_series": Request("series.unfollow", _same, lambda series: {"key": series.key}),
     "download": Request("queue.add", _same, lambda items: {"added_items": [item.id for item in items]}),
@@ -163,6 +163,7 @@ class MqttBridge:
         """On every (re)connect: discovery configs, then the retained states, then `online`."""
         if self._config.discovery:
             await self._publish_discovery(clear_stale=True)
+        self._changed.clear()  # the states below hold every change so far; the publisher sends the later ones
         await self._publish_states()
         await self._publish(f"{self.base}/status", "online", retain=True, qos=1)
 
@@ -195,7 +196,9 @@ class MqttBridge:
         counts = await self._db.count_downloads_by_status()
         episodes = await self._db.count_episodes_by_state()
         series = {entry.key: entry for entry in await self._series.list()}
-        latest = await self._db.list_scans(limit=1)
+        # The last finished scan: "Last rescan" must not show the start of one still running.
+        recent = await self._db.list_scans(limit=5)
+        finished = next((report for report in recent if report.finished_at is not None), None)
         return wire.mqtt_state_json(
             counts=counts,
             active=self._downloader.active(),
@@ -205,7 +208,7 @@ class MqttBridge:
             missing=episodes[EpisodeState.MISSING] + episodes[EpisodeState.QUEUED],
             awaiting_language=episodes[EpisodeState.AWAITING_LANGUAGE],
             auto_download=self._rescanner.auto_download,
-            last_scan=latest[0] if latest else None,
+            last_scan=finished,
             next_scan=self._scheduler.state().next_run,
             health=await self._health.report(),
             version=self._version,
@@ -231,13 +234,17 @@ class MqttBridge:
             wait = last + PUBLISH_INTERVAL - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)  # coalesce: every change meanwhile goes into this one message
+            if self._client is None or not self._client.connected:
+                # Away, or amid the connect sequence, which publishes the states itself between the discovery configs
+                # and `online` (in that order on every connect): keep the change, look again in a while.
+                await asyncio.sleep(PUBLISH_INTERVAL)
+                continue
             self._changed.clear()
             last = time.monotonic()
-            if self._client is not None and self._client.connected:
-                try:
-                    await self._publish_states()
-                except AniworldError as err:  # the database is busy or gone: the next change tries again
-                    LOGGER.warning("Could not publish the state over MQTT: %s", err.message)
+            try:
+                await self._publish_states()
+            except AniworldError as err:  # the database is busy or gone: the next change tries again
+                LOGGER.warning("Could not publish the state over MQTT: %s", err.message)
 
     # -- in -------------------------------------------------------------------------------------------------------
 
@@ -333,4 +340,6 @@ def configuration_url(host: str, port: int) -> str:
     with contextlib.suppress(KeyError):
         return os.environ["ANIWORLD_CONFIGURATION_URL"]
     name = host if host not in ("0.0.0.0", "::", "") else os.uname().nodename
+    if ":" in name:  # an IPv6 address goes in brackets in a URL
+        name = f"[{name}]"
     return f"http://{name}:{port}/"
