@@ -101,6 +101,7 @@ class Application:
         self.metrics = Metrics(self.bus, self.http)
         api = Api(
             commands=self.commands,
+            bus=self.bus,
             downloader=self.downloader,
             series=self.series,
             db=self.db,

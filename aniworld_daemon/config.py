@@ -11,6 +11,7 @@ from datetime import time as dt_time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import voluptuous as vol
 import yaml
@@ -147,6 +148,7 @@ class ApiConfig:
     port: int
     key: str | None = field(repr=False)  # secrets stay out of reprs, and so out of logs
     password: str | None = field(repr=False)
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +285,15 @@ def _final_validation(data: dict[str, Any], document: _Document) -> list[vol.Inv
     return problems
 
 
+def origin(value: Any) -> str:
+    """A web origin: scheme and host (and port), like https://ha.example.com:8123."""
+    if isinstance(value, str):
+        parts = urlsplit(value.strip().rstrip("/"))
+        if parts.scheme in ("http", "https") and parts.netloc and not parts.path and not parts.query:
+            return f"{parts.scheme}://{parts.netloc}"
+    raise vol.Invalid("expected an origin like https://ha.example.com:8123 (scheme, host and port; no path)")
+
+
 def api_key(value: Any) -> str | None:
     """An API key of at least 16 characters, or null to have one generated."""
     text = optional_string(value)
@@ -343,6 +354,8 @@ CONFIG_SCHEMA = section(
                 vol.Optional("port", default=8099): port,
                 vol.Optional("key", default=None): api_key,
                 vol.Optional("password", default=None): optional_string,
+                # Pages of other origins whose WebSocket upgrades are allowed (the dashboard's own always is).
+                vol.Optional("allowed_origins", default=[]): [origin],
             }
         ),
         # Absent means off; present means on unless `enabled: false`.
@@ -684,7 +697,7 @@ def _build(source: Path, data: dict[str, Any], secret_paths: frozenset[KeyPath] 
         downloads=DownloadsConfig(**downloads),
         schedule=ScheduleConfig(**schedule),
         series=tuple(data["series"]),
-        api=ApiConfig(**api),
+        api=ApiConfig(**{**api, "allowed_origins": tuple(api["allowed_origins"])}),
         mqtt=MqttConfig(
             **{**mqtt, "tls": _tls(base, mqtt["tls"])},
         ),

@@ -120,3 +120,9 @@ class RateLimited(AniworldError):
     """Too many failed attempts from one client; `details.retry_after` says how many seconds to wait."""
 
     code = "rate_limited"
+
+
+class Forbidden(AniworldError):
+    """Credentials are fine, but this request is not allowed (a WebSocket upgrade from another site's page)."""
+
+    code = "forbidden"

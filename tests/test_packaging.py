@@ -47,6 +47,7 @@ ADDON_FIXED_KEYS = {
     "api.host": "the run script sets 0.0.0.0: ingress connects from the Supervisor's network",
     "api.port": "the run script sets 8099, the add-on's ingress_port",
     "api.key": "generated on first start and kept in /data; ingress needs no key",
+    "api.allowed_origins": "ingress upgrades are trusted without an origin check, and the add-on exposes no port",
     "provider.base_url": "always https://aniworld.to; only the tests point it at the fake site",
 }
 

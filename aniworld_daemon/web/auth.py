@@ -22,13 +22,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from aniworld_daemon.config import ApiConfig
 from aniworld_daemon.downloads.tempfiles import write_file_atomic
-from aniworld_daemon.errors import RateLimited, StorageError, Unauthorized
+from aniworld_daemon.errors import Forbidden, RateLimited, StorageError, Unauthorized
 from aniworld_daemon.store.database import Database
 
 LOGGER = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ SESSION_LIFETIME = timedelta(days=30)
 LOGIN_ATTEMPTS = 5  # failed logins per client address within LOGIN_WINDOW, then 429
 LOGIN_WINDOW = 60.0  # seconds
 INGRESS_PROXY = "172.30.32.2"  # the Supervisor's ingress proxy (fixed address on the hassio network)
+WEBSOCKET_ROUTE = "/ws/connect"
 PUBLIC_ROUTES = frozenset({"/health", "/api/auth/login", "/api/auth/status", "/api/openapi.yaml"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -148,10 +150,13 @@ class Auth:
         """How `request` is authorised ("ingress", "key", "session"); Unauthorized when it is not."""
         if self._trust_ingress and request.remote == INGRESS_PROXY:
             return "ingress"
-        if "api_key" in request.query:
-            # Query strings end up in logs and browser histories: REST takes credentials in headers only.
+        if "api_key" in request.query and request.path != WEBSOCKET_ROUTE:
+            # Query strings end up in logs and browser histories: REST takes credentials in headers only. A browser's
+            # WebSocket cannot send headers, so its upgrade may carry the key in the URL.
             raise Unauthorized("send the API key in the X-Api-Key header, not in the URL")
-        offered = request.headers.get("X-Api-Key")
+        offered = request.headers.get("X-Api-Key") or (
+            request.query.get("api_key") if request.path == WEBSOCKET_ROUTE else None
+        )
         if offered is None:
             scheme, _, value = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() == "bearer" and value.strip():
@@ -163,6 +168,21 @@ class Auth:
         if await self._db.session_expiry(token_hash(offered), datetime.now(UTC)) is not None:
             return "session"
         raise Unauthorized("the API key or session token is not valid")
+
+    def _check_origin(self, request: web.Request) -> None:
+        """Refuse a cross-origin WebSocket upgrade (another site's page using the user's browser) unless allowed."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return  # not a browser: a script or a test client, which authenticated itself
+        parts = urlsplit(origin)
+        if parts.netloc and parts.netloc == request.host:
+            return  # the dashboard itself
+        if origin.rstrip("/") in self._config.allowed_origins:
+            return
+        raise Forbidden(
+            f"WebSocket upgrades from {origin} are refused; list it in api.allowed_origins to allow it",
+            details={"origin": origin},
+        )
 
     async def login(self, password: str, client: str) -> Session:
         """A new session for the right password; Unauthorized or RateLimited otherwise."""
@@ -194,7 +214,9 @@ class Auth:
         @web.middleware
         async def require_credentials(request: web.Request, handler: Handler) -> web.StreamResponse:
             if request.path not in PUBLIC_ROUTES:
-                await self.authenticate(request)
+                method = await self.authenticate(request)
+                if request.path == WEBSOCKET_ROUTE and method != "ingress":
+                    self._check_origin(request)
             return await handler(request)
 
         return require_credentials

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from aniworld_daemon import wire
 from aniworld_daemon.config import ApiConfig
 from aniworld_daemon.errors import (
     AniworldError,
     ConfigError,
     ConflictError,
+    Forbidden,
     HosterError,
     NotFound,
     NotFoundError,
@@ -31,6 +34,7 @@ from aniworld_daemon.web.api import queue as queue_api
 from aniworld_daemon.web.api import scans as scans_api
 from aniworld_daemon.web.api import series as series_api
 from aniworld_daemon.web.api import system as system_api
+from aniworld_daemon.web.ws import WebSocketHub
 from aniworld_daemon.wire import error_json, health_json
 
 LOGGER = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ HTTP_STATUS: dict[type[AniworldError], int] = {
     AniworldError: 500,
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     RateLimited: 429,
     ValidationError: 422,
     ConfigError: 422,
@@ -117,6 +122,43 @@ def count_requests(api: Api) -> Middleware:
     return middleware
 
 
+async def snapshot(api: Api, room: str) -> dict[str, Any]:
+    """The message that brings a WebSocket client joining `room` up to date (the newest event's seq with it)."""
+    seq = api.bus.last_seq
+    series = {entry.key: entry for entry in await api.series.list()}
+    if room == "downloads":
+        return {
+            "type": "queue_status",
+            "seq": seq,
+            "data": wire.queue_json(await api.downloader.status(limit=100), series),
+        }
+    if room == "download_progress":
+        return {
+            "type": "download_progress",
+            "seq": seq,
+            "data": wire.mqtt_progress_json(api.downloader.active(), series),
+        }
+    if room == "scan_progress":
+        latest = await api.db.list_scans(limit=1)
+        return {
+            "type": "scan_status",
+            "seq": seq,
+            "data": {
+                "running": api.rescanner.running,
+                "report": wire.report_json(latest[0]) if latest else None,
+            },
+        }
+    report = await api.health.report()
+    latest = await api.db.list_scans(limit=1)
+    return {
+        "type": "system_status",
+        "seq": seq,
+        "data": wire.system_status_json(
+            report, api.version, api.uptime, latest[0] if latest else None, api.scheduler.state()
+        ),
+    }
+
+
 class WebServer:
     """Owns the aiohttp application and its listening socket."""
 
@@ -127,6 +169,7 @@ class WebServer:
         self._version = version
         self._health = health
         self._api = api
+        self.hub = WebSocketHub(api.bus, partial(snapshot, api), version=version)
         self.app = self._build_app()
         self._runner: web.AppRunner | None = None
 
@@ -137,6 +180,7 @@ class WebServer:
             middlewares=[count_requests(api), error_middleware, api.auth.middleware()], client_max_size=MAX_BODY
         )
         app.router.add_get("/health", self._handle_health)
+        app.router.add_get("/ws/connect", self.hub.handle)
         for module in (queue_api, series_api, scans_api, system_api):
             app.router.add_routes(module.routes(api))
         return app
@@ -167,7 +211,8 @@ class WebServer:
         LOGGER.info("Listening on http://%s:%d", self._config.host, self._config.port)
 
     async def stop(self) -> None:
-        """Stop accepting connections and close open ones."""
+        """Tell WebSocket clients (`server_shutdown`, close 1001), stop accepting connections, close open ones."""
+        await self.hub.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

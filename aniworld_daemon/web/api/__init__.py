@@ -20,6 +20,7 @@ from aniworld_daemon.commands import CommandTable
 from aniworld_daemon.config import Config
 from aniworld_daemon.downloads.engine import Downloader
 from aniworld_daemon.errors import AniworldError, ValidationError
+from aniworld_daemon.events import EventBus
 from aniworld_daemon.health import HealthChecks
 from aniworld_daemon.metrics import Metrics
 from aniworld_daemon.rescan import Rescanner
@@ -44,6 +45,7 @@ class Api:
     """What the handlers use: the daemon's parts, handed in by the composition root."""
 
     commands: CommandTable
+    bus: EventBus
     downloader: Downloader
     series: SeriesManager
     db: Database
