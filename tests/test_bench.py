@@ -46,6 +46,11 @@ FIGURES = {
         r"state: [\d.]+ messages/s, busiest second \d+ \(target <= 1/s\): (met|MISSED)",
         r"completion -> event: median [\d.]+ ms, max [\d.]+ ms over 3 downloads \(target < 100 ms\): (met|MISSED)",
     ],
+    "ws": [
+        r"every client got every event in seq order: \d+ each, [\d,]+ deliveries",
+        r"emit -> client latency: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms \(target p99 < 100 ms\): (met|MISSED)",
+        r"daemon RSS: [\d.]+ MB before the clients, [\d.]+ MB with \d+ clients connected \([+-]\d+ kB per client\)",
+    ],
 }
 
 

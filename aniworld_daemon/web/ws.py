@@ -30,6 +30,8 @@ HISTORY = 2000  # events kept for replays after a reconnect
 CLIENT_QUEUE = 512  # outgoing messages a client may lag behind before it is closed
 HEARTBEAT = 30.0  # seconds between the server's pings
 MAX_MESSAGE = 4096  # bytes: client messages are small JSON objects
+CLOSE_TIMEOUT = 10.0  # seconds for a close to be written to a client that stopped reading, then the socket is aborted
+GOODBYE_TIMEOUT = 2.0  # seconds on stop for the writers to send what they hold, `server_shutdown` last
 ROOMS: Mapping[str, frozenset[EventType]] = {
     "downloads": frozenset(
         {
@@ -64,12 +66,18 @@ Snapshot = Callable[[str], Awaitable[dict[str, Any]]]
 
 @dataclass(eq=False)
 class _Client:
-    """One connected socket: its rooms and its outgoing queue (drained by its own writer task)."""
+    """One connected socket: its rooms and its outgoing queue (drained by its own writer task).
+
+    `rooms` maps each joined room to the seq the client is up to date with there (its snapshot's or its replay's):
+    an event at or below it is already known to the client and is not sent again.
+    """
 
     socket: web.WebSocketResponse
+    transport: asyncio.Transport | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    rooms: set[str] = field(default_factory=set)
+    rooms: dict[str, int] = field(default_factory=dict)
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(CLIENT_QUEUE))
+    writer: asyncio.Task[None] | None = None
     closing: bool = False
 
 
@@ -82,6 +90,7 @@ class WebSocketHub:
         self._version = version
         self._clients: set[_Client] = set()
         self._history: deque[tuple[int, EventType, str]] = deque(maxlen=HISTORY)
+        self._tasks: set[asyncio.Task[None]] = set()  # closes of clients that stopped reading
         self._unsubscribe = bus.subscribe(self._on_event)
 
     @property
@@ -89,11 +98,15 @@ class WebSocketHub:
         """How many clients are connected."""
         return len(self._clients)
 
+    def queued(self) -> list[int]:
+        """How many messages wait in each client's outgoing queue (how far behind the clients are)."""
+        return [client.queue.qsize() for client in self._clients]
+
     def _on_event(self, event: Event[EventData]) -> None:
         text = json.dumps(wire.event_json(event), separators=(",", ":"))
         self._history.append((event.seq, event.type, text))
         for client in list(self._clients):
-            if any(event.type in ROOMS[room] for room in client.rooms):
+            if any(event.type in ROOMS[room] and event.seq > known for room, known in client.rooms.items()):
                 self._send(client, text)
 
     def _send(self, client: _Client, text: str) -> None:
@@ -105,17 +118,31 @@ class WebSocketHub:
         except asyncio.QueueFull:
             client.closing = True
             LOGGER.info("Closing WebSocket client %s: it stopped reading (%d messages behind)", client.id, CLIENT_QUEUE)
-            asyncio.get_running_loop().create_task(
-                client.socket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow: reconnect with since")
+            task = asyncio.get_running_loop().create_task(self._drop(client))
+            self._tasks.add(task)  # the loop keeps weak references only
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _drop(client: _Client) -> None:
+        """Close a client that stopped reading (1013); abort its socket when even the close cannot be written."""
+        try:
+            await asyncio.wait_for(
+                client.socket.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow: reconnect with since"),
+                CLOSE_TIMEOUT,
             )
+        except Exception:
+            LOGGER.debug("Aborting WebSocket client %s: the close did not get through", client.id)
+            if client.transport is not None:
+                client.transport.abort()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         """The `/ws/connect` handler (credentials and origin were checked by the middlewares)."""
         socket = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE)
         await socket.prepare(request)
-        client = _Client(socket)
+        client = _Client(socket, request.transport)
         self._clients.add(client)
         writer = asyncio.get_running_loop().create_task(self._write(client), name=f"ws-{client.id[:8]}")
+        client.writer = writer
         self._send(
             client,
             _message(
@@ -172,7 +199,7 @@ class WebSocketHub:
             if not isinstance(room, str) or room not in ROOMS:
                 self._send(client, _error("unknown_room", f"room must be one of {', '.join(ROOMS)}", room=room))
             elif action == "leave":
-                client.rooms.discard(room)
+                client.rooms.pop(room, None)
                 self._send(client, _message("left", {"room": room}))
             elif since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
                 self._send(client, _error("bad_since", "since must be the seq of the last event you saw (0 or more)"))
@@ -182,8 +209,11 @@ class WebSocketHub:
             self._send(client, _error("unknown_action", "action must be join, leave or ping", action=action))
 
     async def _join(self, client: _Client, room: str, since: int | None) -> None:
-        """Add the client to a room and bring it up to date: the events since `since`, else a snapshot."""
-        client.rooms.add(room)
+        """Add the client to a room and bring it up to date: the events since `since`, else a snapshot.
+
+        The snapshot is read before the client enters the room, and the events the hub got meanwhile follow it, so the
+        client sees seq only grow: none before its snapshot, none twice, none lost.
+        """
         kinds = ROOMS[room]
         oldest = self._history[0][0] if self._history else self._bus.last_seq + 1
         if since is not None and since + 1 >= oldest:
@@ -191,20 +221,48 @@ class WebSocketHub:
             self._send(client, _message("joined", {"room": room, "replayed": len(missed)}))
             for text in missed:
                 self._send(client, text)
+            client.rooms[room] = max(since, self._delivered())
             return
+        try:
+            snapshot = await self._snapshot(room)
+        except Exception:
+            LOGGER.exception("Cannot build the %s snapshot for WebSocket client %s", room, client.id)
+            self._send(client, _error("snapshot_failed", f"the {room} snapshot failed: try joining again", room=room))
+            return
+        known = int(snapshot["seq"])
         self._send(client, _message("joined", {"room": room, "replayed": 0}))
-        self._send(client, json.dumps(await self._snapshot(room), separators=(",", ":")))
+        self._send(client, json.dumps(snapshot, separators=(",", ":")))
+        for seq, kind, text in self._history:  # what arrived while the snapshot was read
+            if seq > known and kind in kinds:
+                self._send(client, text)
+        client.rooms[room] = max(known, self._delivered())
+
+    def _delivered(self) -> int:
+        """The seq of the newest event the hub has handled (the bus may have newer ones on their way)."""
+        return self._history[-1][0] if self._history else 0
 
     async def shutdown(self) -> None:
-        """Tell every client the server stops, and close them (1001)."""
+        """Tell every client the server stops, after what its writer still holds (bounded), and close them (1001)."""
         self._unsubscribe()
         shutdown = _message("server_shutdown", {"seq": self._bus.last_seq})
-        for client in list(self._clients):
+        clients = list(self._clients)
+        for client in clients:
             self._send(client, shutdown)
-        await asyncio.sleep(0)  # let the writers send it
-        for client in list(self._clients):
+            if not client.closing:
+                client.closing = True
+                with contextlib.suppress(asyncio.QueueFull):
+                    client.queue.put_nowait(None)  # the writer ends after the goodbye
+        writers = [client.writer for client in clients if client.writer is not None and not client.writer.done()]
+        if writers:
+            await asyncio.wait(writers, timeout=GOODBYE_TIMEOUT)
+
+        async def close(client: _Client) -> None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping"), 2)
+                await asyncio.wait_for(
+                    client.socket.close(code=WSCloseCode.GOING_AWAY, message=b"server stopping"), GOODBYE_TIMEOUT
+                )
+
+        await asyncio.gather(*(close(client) for client in clients))
 
 
 def _message(kind: str, data: dict[str, Any]) -> str:
