@@ -301,6 +301,7 @@ class Application:
             # (measured: pauses of 30+ ms every second under API load became 0.4 ms).
             gc.collect()
             gc.freeze()
+            self.create_task(self.health.watch(self.bus), name="health-watch")
             self.notifier.ready(self.status_line())
             if (interval := self.notifier.watchdog_interval) is not None:
                 self.create_task(self._watchdog(interval), name="systemd-watchdog")

@@ -11,9 +11,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
+from aniworld_daemon.events import EventBus, HealthChanged
 from aniworld_daemon.models import MB, HealthStatus
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.store.database import Database
+
+WATCH_INTERVAL = 10.0  # seconds between two runs of the checks by watch()
 
 
 class CheckLevel(StrEnum):
@@ -63,6 +66,21 @@ class HealthChecks:
         self._problem_sources = tuple(problem_sources)  # e.g. the download queue's low disk space
         self._checks = tuple(checks)  # components' own checks, e.g. the MQTT connection
         self._free_space = free_space
+
+    async def watch(self, bus: EventBus, interval: float = WATCH_INTERVAL) -> None:
+        """Run the checks every `interval` seconds and emit HealthChanged when the status or the problems change.
+
+        Runs until cancelled (a background task of the application); the WebSocket's `system` room and MQTT follow it.
+        """
+        last: tuple[HealthStatus, tuple[str, ...]] | None = None
+        while True:
+            report = await self.report()
+            current = (report.status, report.problems)
+            if current != last:
+                if last is not None:  # the first report is the starting point, not a change
+                    bus.emit(HealthChanged(status=report.status, problems=report.problems))
+                last = current
+            await asyncio.sleep(interval)
 
     def add_check(self, check: Callable[[], Check]) -> None:
         """Run a component's own check too (the MQTT bridge, built after the checks)."""

@@ -107,7 +107,14 @@ async def call(session: aiohttp.ClientSession, method: str, path: str, body: Any
 
 # --- every route needs credentials, but the public ones -------------------------------------------------------------
 
-PUBLIC = {("GET", "/health"), ("POST", "/api/auth/login"), ("GET", "/api/auth/status"), ("GET", "/api/openapi.yaml")}
+PUBLIC = {
+    ("GET", "/health"),
+    ("POST", "/api/auth/login"),
+    ("GET", "/api/auth/status"),
+    ("GET", "/api/openapi.yaml"),
+    ("GET", "/"),  # the dashboard's page and files: the page asks for a login or the key itself
+    ("GET", "/static/{path}"),
+}
 
 
 async def test_every_route_but_the_public_ones_answers_401_without_credentials(served: Served) -> None:

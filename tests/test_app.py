@@ -31,9 +31,12 @@ from aniworld_daemon.errors import (
     StorageError,
     ValidationError,
 )
+from aniworld_daemon.events import HealthChanged
+from aniworld_daemon.health import HealthChecks
+from aniworld_daemon.models import HealthStatus
 from aniworld_daemon.systemd import SystemdNotifier
 from tests.fakesite.server import FakeSite
-from tests.helpers import minimal_config
+from tests.helpers import Recorder, minimal_config
 
 
 @contextlib.asynccontextmanager
@@ -305,3 +308,25 @@ def test_notifier_watchdog_for_another_pid_is_ignored() -> None:
     assert notifier.enabled
     assert notifier.watchdog_interval is None
     assert not SystemdNotifier({}).enabled
+
+
+async def test_health_changes_are_announced_on_the_bus(app: Application) -> None:
+    """The watcher emits HealthChanged when the checks' verdict changes (not for the first report, not repeatedly)."""
+    space = {"free": 10**12}
+    checks = HealthChecks(app.db, app.http, app.config.library.path, 10**9, free_space=lambda _path: space["free"])
+    events = Recorder()
+    app.bus.subscribe(events, HealthChanged)
+    watcher = asyncio.get_running_loop().create_task(checks.watch(app.bus, interval=0.05))
+    try:
+        await asyncio.sleep(0.2)
+        space["free"] = 10**6  # below the minimum: degraded
+        await asyncio.sleep(0.3)
+        space["free"] = 10**12
+        await asyncio.sleep(0.3)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    await app.bus.drain()
+    assert [event.data.status for event in events.of(HealthChanged)] == [HealthStatus.DEGRADED, HealthStatus.HEALTHY]
+    assert "below downloads.min_free_space" in events.of(HealthChanged)[0].data.problems[0]

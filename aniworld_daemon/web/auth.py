@@ -41,7 +41,11 @@ LOGIN_ATTEMPTS = 5  # failed logins per client address within LOGIN_WINDOW, then
 LOGIN_WINDOW = 60.0  # seconds
 INGRESS_PROXY = "172.30.32.2"  # the Supervisor's ingress proxy (fixed address on the hassio network)
 WEBSOCKET_ROUTE = "/ws/connect"
-PUBLIC_ROUTES = frozenset({"/health", "/api/auth/login", "/api/auth/status", "/api/openapi.yaml"})
+# The dashboard's page and files are public too: the page asks for a login or the API key itself.
+PUBLIC_ROUTES = frozenset(
+    {"/health", "/api/auth/login", "/api/auth/status", "/api/openapi.yaml", "/", "/static/{path}"}
+)
+PUBLIC_PREFIX = "/static/"  # every path under it is public (the route `/static/{path}` above)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -213,7 +217,7 @@ class Auth:
 
         @web.middleware
         async def require_credentials(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if request.path not in PUBLIC_ROUTES:
+            if request.path not in PUBLIC_ROUTES and not request.path.startswith(PUBLIC_PREFIX):
                 method = await self.authenticate(request)
                 if request.path == WEBSOCKET_ROUTE and method != "ingress":
                     self._check_origin(request)

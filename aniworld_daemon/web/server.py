@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -66,6 +67,15 @@ _HTTP_CODES = {
     429: "rate_limited",
 }
 MAX_BODY = 256 * 1024  # bytes; the largest body is a config file to validate
+STATIC_DIR = Path(__file__).with_name("static")  # the dashboard: plain HTML, CSS and ES modules, no build step
+STATIC_TYPES = {
+    ".html": "text/html",
+    ".css": "text/css",
+    ".js": "text/javascript",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -159,6 +169,35 @@ async def snapshot(api: Api, room: str) -> dict[str, Any]:
     }
 
 
+def static_file(name: str) -> Path:
+    """The dashboard's file `name` under STATIC_DIR; NotFound for anything else (no escaping the folder)."""
+    try:
+        path = (STATIC_DIR / name).resolve()
+        found = path.is_relative_to(STATIC_DIR.resolve()) and path.suffix in STATIC_TYPES and path.is_file()
+    except (OSError, ValueError):  # a NUL byte, a name too long
+        found = False
+    if not found:
+        raise NotFoundError("no such file", details={"path": name})
+    return path
+
+
+def file_response(path: Path) -> web.FileResponse:
+    """A static file with its content type; revalidated on every load, so an upgrade is never half cached."""
+    response = web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    response.content_type = STATIC_TYPES[path.suffix]
+    return response
+
+
+async def handle_dashboard(request: web.Request) -> web.FileResponse:
+    """`GET /`: the dashboard's page (public: the page asks for a login or the API key itself)."""
+    return file_response(static_file("index.html"))
+
+
+async def handle_static(request: web.Request) -> web.FileResponse:
+    """`GET /static/{path}`: the dashboard's scripts and styles (public)."""
+    return file_response(static_file(request.match_info["path"]))
+
+
 class WebServer:
     """Owns the aiohttp application and its listening socket."""
 
@@ -181,6 +220,8 @@ class WebServer:
         )
         app.router.add_get("/health", self._handle_health)
         app.router.add_get("/ws/connect", self.hub.handle)
+        app.router.add_get("/", handle_dashboard)
+        app.router.add_get("/static/{path:.+}", handle_static)
         for module in (queue_api, series_api, scans_api, system_api):
             app.router.add_routes(module.routes(api))
         return app
