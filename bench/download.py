@@ -77,8 +77,18 @@ def mean(values: Sequence[float]) -> float:
     return statistics.fmean(values) if values else 0.0
 
 
-def config_text(site: FakeSite, root: Path, concurrency: int) -> str:
-    """A daemon config over the fake site with a fresh library and data dir under `root`; rescans never run."""
+def config_text(
+    site: FakeSite,
+    root: Path,
+    concurrency: int,
+    *,
+    series: Sequence[str] = ("blade-of-dawn", "sword-shield-chronicle"),
+    extra: str = "",
+) -> str:
+    """A daemon config over the fake site with a fresh library and data dir under `root`; rescans never run.
+
+    `extra`: more sections (another bench's, e.g. `mqtt:`).
+    """
     return (
         f"library:\n  path: {root / 'library'}\n  write_nfo: false\n"
         f"data_dir: {root / 'data'}\n"
@@ -87,7 +97,7 @@ def config_text(site: FakeSite, root: Path, concurrency: int) -> str:
         f"  languages: [de-sub]\n  hosters: [{', '.join(HOSTERS)}]\n"
         f"downloads:\n  max_concurrent: {concurrency}\n  retries: 1\n  auto_download: false\n  auto_start: true\n"
         "schedule:\n  run_on_start: false\n"
-        "series:\n  - blade-of-dawn\n  - sword-shield-chronicle\n"
+        "series:\n" + "".join(f"  - {key}\n" for key in series) + extra
     )
 
 

@@ -48,10 +48,11 @@ from aniworld_daemon.events import (
     Event,
     EventData,
 )
-from bench.download import HOSTERS, MP4_EPISODES, REQUESTS_PER_SECOND
+from bench.download import MP4_EPISODES
+from bench.download import config_text as download_config
 from tests.fakesite.core import Knobs, ensure_media
 from tests.fakesite.server import FakeSite
-from tests.helpers import Broker, free_port
+from tests.helpers import Broker
 
 BASE = "aniworld"
 PARALLEL = 3
@@ -230,17 +231,13 @@ class Subscriber:
 
 
 def config_text(site: FakeSite, broker: Broker, root: Path) -> str:
-    """A daemon config over the fake site with MQTT to the broker; rescans never run, the queue starts at once."""
-    return (
-        f"library:\n  path: {root / 'library'}\n  write_nfo: false\n"
-        f"data_dir: {root / 'data'}\n"
-        f"api:\n  host: 127.0.0.1\n  port: {free_port()}\n"
-        f"provider:\n  base_url: {site.base_url}\n  requests_per_second: {REQUESTS_PER_SECOND}\n"
-        f"  languages: [de-sub]\n  hosters: [{', '.join(HOSTERS)}]\n"
-        f"downloads:\n  max_concurrent: {PARALLEL}\n  retries: 1\n  auto_download: false\n  auto_start: true\n"
-        "schedule:\n  run_on_start: false\n"
-        "series:\n  - blade-of-dawn\n"
-        f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n  base_topic: {BASE}\n  discovery: true\n"
+    """bench.download's daemon config (one series, the queue starting at once) with MQTT to the broker."""
+    return download_config(
+        site,
+        root,
+        PARALLEL,
+        series=("blade-of-dawn",),
+        extra=f"mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n  base_topic: {BASE}\n  discovery: true\n",
     )
 
 
