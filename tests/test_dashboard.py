@@ -8,6 +8,7 @@ the README: `ANIWORLD_SCREENSHOTS=1 .venv/bin/pytest tests/test_dashboard.py -k 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -106,8 +107,12 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
-    # Let the driver's subprocess transport close on this loop, not in a garbage collection after the loop is gone.
+    # Playwright leaves its driver's subprocess transport to the garbage collector. Collected after this test's loop
+    # has closed (in whichever test runs next), its __del__ raises "Event loop is closed": collect it here, while the
+    # loop still runs, and let the callbacks its close() schedules run too.
     await asyncio.sleep(0.2)
+    gc.collect()
+    await asyncio.sleep(0)
 
 
 @dataclass
