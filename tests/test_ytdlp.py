@@ -463,3 +463,27 @@ async def test_probe_without_ffprobe_says_to_install_ffmpeg(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DownloadError, match="install ffmpeg"):
         await probe(media.mp4)
+
+
+async def test_a_cancelled_probe_leaves_no_ffprobe_running(
+    media: Media, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop during the verify step kills and reaps ffprobe: no child outlives us, nor its transport the loop."""
+    pid_file = tmp_path / "pid"
+    slow = tmp_path / "ffprobe"
+    slow.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n", encoding="utf-8")
+    slow.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    task = asyncio.get_running_loop().create_task(probe(media.mp4))
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text(encoding="utf-8").strip():
+        assert time.monotonic() < deadline, "the slow ffprobe did not start"
+        await asyncio.sleep(0.02)
+    pid = int(pid_file.read_text(encoding="utf-8"))
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped, not a zombie or an orphan

@@ -166,11 +166,14 @@ async def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:  # noqa: ASY
     try:
         out, err_out = await asyncio.wait_for(process.communicate(), timeout)
     except TimeoutError:
-        process.kill()
-        await process.wait()
+        await _end(process)
         raise DownloadError(
             f"{path.name}: ffprobe did not finish within {timeout:g} s", details={"path": str(path)}
         ) from None
+    except asyncio.CancelledError:
+        # A stop or cancel mid-probe: the child must not outlive us, nor its transport the event loop.
+        await _end(process)
+        raise
     if process.returncode != 0:
         lines = err_out.decode(errors="replace").strip().splitlines()
         reason = lines[0] if lines else f"exit status {process.returncode}"
@@ -203,3 +206,11 @@ def _media_info(path: Path, output: bytes) -> MediaInfo:
         height=height if isinstance(height, int) else None,
         container=frozenset(name for name in names.split(",") if name),
     )
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Kill a child that is still running and reap it (shielded: it must finish even while we are cancelled)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.shield(process.wait())
