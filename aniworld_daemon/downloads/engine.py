@@ -99,6 +99,7 @@ class _Active:
         self.task: asyncio.Task[None] | None = None
         self.progress: ytdlp.Progress | None = None
         self.persisted_at = time.monotonic()
+        self.transferred = False  # the job returned: a progress report still queued from yt-dlp's thread is stale
 
 
 class Downloader:
@@ -508,6 +509,7 @@ class Downloader:
                 on_hoster=lambda language, hoster: self._on_hoster(entry, language, hoster),
             )
             imported = await self._job.run(item, series, languages, control)
+            entry.transferred = True
         except asyncio.CancelledError:
             await asyncio.shield(self._after_cancel(entry))
             raise
@@ -559,6 +561,8 @@ class Downloader:
         )
 
     def _on_progress(self, entry: _Active, progress: ytdlp.Progress) -> None:
+        if entry.transferred:
+            return  # arrived from yt-dlp's thread after the job was done: it must not follow download_complete
         entry.progress = progress
         self._bus.emit(
             DownloadProgress(
