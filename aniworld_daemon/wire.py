@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from aniworld_daemon.config import Config
     from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueSnapshot
     from aniworld_daemon.downloads.ytdlp import Progress
+    from aniworld_daemon.errors import AniworldError
     from aniworld_daemon.events import Event, EventData
     from aniworld_daemon.health import HealthReport
     from aniworld_daemon.provider.records import (
@@ -573,3 +574,31 @@ def mqtt_state_json(
 def mqtt_progress_json(active: Sequence[ActiveDownload], series: Mapping[str, Series]) -> dict[str, Any]:
     """`<base>/progress`: every active download's progress."""
     return {"active": [_current_json(entry, series) for entry in active]}
+
+
+# --- WebSocket and MQTT envelopes -----------------------------------------------------------------------------------
+
+
+def ws_message(kind: str, data: Mapping[str, Any], seq: int | None = None) -> dict[str, Any]:
+    """A WebSocket message that is not an event: `{type, data}`, with `seq` for snapshots (the newest event's)."""
+    return {"type": kind, **({"seq": seq} if seq is not None else {}), "data": dict(data)}
+
+
+def ws_error(code: str, message: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    """A WebSocket `error` message answering a bad client message."""
+    return ws_message("error", {"code": code, "message": message, "details": jsonable(dict(details))})
+
+
+def scan_status_json(running: bool, latest: ScanReport | None) -> dict[str, Any]:
+    """The `scan_progress` room's snapshot: whether a rescan runs, and the newest report."""
+    return {"running": running, "report": report_json(latest) if latest is not None else None}
+
+
+def mqtt_response_json(data: Any, error: AniworldError | None, transaction: Any) -> dict[str, Any]:
+    """`<base>/response/<command>`: `{status, data, error, transaction}`."""
+    return {
+        "status": "error" if error is not None else "ok",
+        "data": None if error is not None else jsonable(data),
+        "error": error_json(error.code, error.message, error.details)["error"] if error is not None else None,
+        "transaction": transaction,
+    }

@@ -300,14 +300,9 @@ class MqttBridge:
             if request is None:
                 raise NotFoundError(f"no command {name!r}", details={"commands": sorted(REQUESTS)})
             result = await self._commands.call(request.command, request.arguments(arguments))
-            response = {"status": "ok", "data": wire.jsonable(request.result(result)), "error": None}
+            response = wire.mqtt_response_json(request.result(result), None, transaction)
         except AniworldError as err:
-            response = {
-                "status": "error",
-                "data": None,
-                "error": wire.error_json(err.code, err.message, err.details)["error"],
-            }
-        response["transaction"] = transaction
+            response = wire.mqtt_response_json(None, err, transaction)
         await self._publish(f"{self.base}/response/{name}", json.dumps(response), qos=1)
         self._changed.set()
 

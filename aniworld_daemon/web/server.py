@@ -137,36 +137,18 @@ async def snapshot(api: Api, room: str) -> dict[str, Any]:
     seq = api.bus.last_seq
     series = {entry.key: entry for entry in await api.series.list()}
     if room == "downloads":
-        return {
-            "type": "queue_status",
-            "seq": seq,
-            "data": wire.queue_json(await api.downloader.status(limit=100), series),
-        }
+        return wire.ws_message("queue_status", wire.queue_json(await api.downloader.status(limit=100), series), seq)
     if room == "download_progress":
-        return {
-            "type": "download_progress",
-            "seq": seq,
-            "data": wire.mqtt_progress_json(api.downloader.active(), series),
-        }
-    if room == "scan_progress":
-        latest = await api.db.list_scans(limit=1)
-        return {
-            "type": "scan_status",
-            "seq": seq,
-            "data": {
-                "running": api.rescanner.running,
-                "report": wire.report_json(latest[0]) if latest else None,
-            },
-        }
-    report = await api.health.report()
+        return wire.ws_message("download_progress", wire.mqtt_progress_json(api.downloader.active(), series), seq)
     latest = await api.db.list_scans(limit=1)
-    return {
-        "type": "system_status",
-        "seq": seq,
-        "data": wire.system_status_json(
-            report, api.version, api.uptime, latest[0] if latest else None, api.scheduler.state()
-        ),
-    }
+    if room == "scan_progress":
+        return wire.ws_message(
+            "scan_status", wire.scan_status_json(api.rescanner.running, latest[0] if latest else None), seq
+        )
+    status = wire.system_status_json(
+        await api.health.report(), api.version, api.uptime, latest[0] if latest else None, api.scheduler.state()
+    )
+    return wire.ws_message("system_status", status, seq)
 
 
 def static_file(name: str) -> Path:

@@ -266,8 +266,8 @@ class WebSocketHub:
 
 
 def _message(kind: str, data: dict[str, Any]) -> str:
-    return json.dumps({"type": kind, "data": data}, separators=(",", ":"))
+    return json.dumps(wire.ws_message(kind, data), separators=(",", ":"))
 
 
 def _error(code: str, message: str, **details: Any) -> str:
-    return _message("error", {"code": code, "message": message, "details": wire.jsonable(details)})
+    return json.dumps(wire.ws_error(code, message, details), separators=(",", ":"))

@@ -11,9 +11,9 @@ import voluptuous as vol
 from aiohttp import web
 
 from aniworld_daemon import wire
-from aniworld_daemon.commands import item_ids, priority
+from aniworld_daemon.commands import episode_place, item_ids, priority
 from aniworld_daemon.errors import NotFoundError
-from aniworld_daemon.models import DownloadStatus
+from aniworld_daemon.models import DownloadStatus, Priority
 from aniworld_daemon.validators import (
     int_range,
     non_empty_string,
@@ -51,14 +51,10 @@ ADD_BODY = vol.Schema(
         vol.Optional("serie_folder"): optional_string,  # the seed sends them; the daemon knows both already
         vol.Optional("serie_name"): optional_string,
         vol.Required("episodes"): vol.All(
-            [
-                vol.Schema(
-                    {vol.Required("season"): int_range(0, 100_000), vol.Required("episode"): int_range(0, 100_000)}
-                )
-            ],
+            [episode_place],
             vol.Length(min=1, msg='give at least one episode, like [{"season": 1, "episode": 3}]'),
         ),
-        vol.Optional("priority", default="normal"): priority,
+        vol.Optional("priority", default=Priority.NORMAL.value): priority,
     }
 )
 IDS_BODY = vol.Schema({vol.Required("item_ids"): item_ids})
