@@ -94,7 +94,7 @@ async def test_open_configures_connection(db: Database) -> None:
     assert db.path.parent.is_dir()
     assert await pragma(db, "journal_mode") == "wal"
     assert await pragma(db, "foreign_keys") == 1
-    assert await pragma(db, "synchronous") == 1  # NORMAL
+    assert await pragma(db, "synchronous") == 2  # FULL: an acknowledged commit survives a power cut
     assert await pragma(db, "busy_timeout") == 5000
     assert await pragma(db, "user_version") == SCHEMA_VERSION == len(MIGRATIONS)
     assert await db.ping()

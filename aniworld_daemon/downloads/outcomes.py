@@ -171,33 +171,23 @@ class Outcomes:
     async def completed(self, item: Download, imported: Imported) -> None:
         """The episode is in the library: item `completed`, episode `downloaded`, history, `download_complete`."""
         now = datetime.now(UTC)
-        await self._db.update_download(
-            item.id,
-            status=DownloadStatus.COMPLETED,
-            finished_at=now,
-            file_path=imported.file_path,
-            bytes_downloaded=imported.size,
-            bytes_total=imported.size,
-            language=imported.language,
-            hoster=imported.hoster,
-            error_code=None,
-            error_message=None,
-            next_attempt_at=None,
-        )
-        await self._db.set_episode_state(
-            item.series_key,
-            item.season,
-            item.number,
-            EpisodeState.DOWNLOADED,
+        await self._db.complete_download(
+            item,
+            {
+                "status": DownloadStatus.COMPLETED,
+                "finished_at": now,
+                "file_path": imported.file_path,
+                "bytes_downloaded": imported.size,
+                "bytes_total": imported.size,
+                "language": imported.language,
+                "hoster": imported.hoster,
+                "error_code": None,
+                "error_message": None,
+                "next_attempt_at": None,
+            },
             file_path=imported.file_path,
             file_size=imported.size,
-        )
-        await self._db.add_history(
-            HistoryKind.DOWNLOAD_COMPLETED,
-            f"Downloaded {item.label}" if imported.downloaded else f"{item.label} was already in the library",
-            series_key=item.series_key,
-            season=item.season,
-            number=item.number,
+            history=f"Downloaded {item.label}" if imported.downloaded else f"{item.label} was already in the library",
             data={
                 "file_path": imported.file_path,
                 "size": imported.size,

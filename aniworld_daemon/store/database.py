@@ -218,7 +218,10 @@ class Database:
                 if rows[0][0] != "wal":
                     LOGGER.warning("Database %s does not support WAL (journal mode %s)", self._path, rows[0][0])
                 await db.execute("PRAGMA foreign_keys=ON")
-                await db.execute("PRAGMA synchronous=NORMAL")
+                # FULL: in WAL mode every commit fsyncs the WAL, so what the API acknowledged (an item added, a
+                # reorder) survives a power cut, not only a kill. NORMAL would lose the last commits, and a rescan
+                # cannot bring back a user's priority, position or pause. It costs one fsync per commit (bench/api).
+                await db.execute("PRAGMA synchronous=FULL")
                 await db.execute_fetchall(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS:d}")
             await self.migrate()
         except BaseException:
@@ -412,24 +415,8 @@ class Database:
     ) -> Episode:
         """Set an episode's state and file (None clears them), creating the episode row if needed."""
         operation = f"setting the state of {series_key} S{season:02d}E{number:02d}"
-        key = (series_key, season, number)
         async with self._locked(operation) as conn:
-            await conn.execute(
-                """
-                INSERT INTO episodes (series_key, season, number, state, file_path, file_size, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (series_key, season, number) DO UPDATE SET state = excluded.state,
-                    file_path = excluded.file_path, file_size = excluded.file_size,
-                    updated_at = excluded.updated_at
-                """,
-                (*key, state.value, file_path, file_size, _to_epoch(_utcnow())),
-            )
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT * FROM episodes WHERE series_key = ? AND season = ? AND number = ?", key
-                )
-            )
-        return _decode(Episode, _EPISODE_DECODERS, rows[0])
+            return await _set_episode_state(conn, (series_key, season, number), state, file_path, file_size)
 
     # ---- seasons ---------------------------------------------------------------------------------------
 
@@ -610,24 +597,34 @@ class Database:
         if unknown:
             raise ValueError(f"update_download: unknown or read-only columns {', '.join(unknown)}")
         operation = f"updating download {download_id}"
-        params = {name: _bind(value) for name, value in changes.items()}
-        params["id"] = download_id
         async with self._locked(operation) as conn:
-            if changes:
-                # Column names come only from the _DOWNLOAD_UPDATABLE whitelist checked above, values are bound.
-                assignments = ", ".join(f"{name} = :{name}" for name in sorted(changes))
-                try:
-                    await conn.execute(f"UPDATE downloads SET {assignments} WHERE id = :id", params)  # noqa: S608
-                except sqlite3.IntegrityError as err:
-                    if "UNIQUE" not in str(err):
-                        raise
-                    raise ConflictError(
-                        f"{operation}: the episode is already queued", details={"id": download_id}
-                    ) from err
-            rows = list(await conn.execute_fetchall("SELECT * FROM downloads WHERE id = ?", (download_id,)))
-        if not rows:
-            raise NotFoundError(f"download {download_id} not found", details={"id": download_id})
-        return _decode(Download, _DOWNLOAD_DECODERS, rows[0])
+            return await _update_download(conn, operation, download_id, changes)
+
+    async def complete_download(
+        self,
+        item: Download,
+        changes: dict[str, Any],
+        *,
+        file_path: str,
+        file_size: int,
+        history: str,
+        data: dict[str, Any],
+    ) -> Download:
+        """Record an import in one transaction: the item's `changes`, the episode `downloaded`, one history line.
+
+        One transaction, because a kill between separate statements would leave a completed item without its
+        history line (or an episode still `queued` beside a completed item).
+        """
+        unknown = sorted(set(changes) - _DOWNLOAD_UPDATABLE)
+        if unknown:
+            raise ValueError(f"complete_download: unknown or read-only columns {', '.join(unknown)}")
+        operation = f"recording the download of {item.label}"
+        place = (item.series_key, item.season, item.number)
+        async with self._transaction(operation) as conn:
+            stored = await _update_download(conn, operation, item.id, changes)
+            await _set_episode_state(conn, place, EpisodeState.DOWNLOADED, file_path, file_size)
+            await _add_history(conn, HistoryKind.DOWNLOAD_COMPLETED, history, place, data)
+        return stored
 
     async def delete_downloads(self, ids: Iterable[str]) -> int:
         """Delete queue items by id; return how many existed."""
@@ -693,16 +690,8 @@ class Database:
         data: dict[str, Any] | None = None,
     ) -> HistoryEntry:
         """Append a history row stamped now and return it."""
-        params = (kind.value, _to_epoch(_utcnow()), message, series_key, season, number, _json(data or {}))
         async with self._locked(f"writing history ({kind.value})") as conn:
-            async with conn.execute(
-                "INSERT INTO history (kind, created_at, message, series_key, season, number, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                params,
-            ) as cursor:
-                entry_id = cursor.lastrowid
-            rows = list(await conn.execute_fetchall("SELECT * FROM history WHERE id = ?", (entry_id,)))
-        return _decode(HistoryEntry, _HISTORY_DECODERS, rows[0])
+            return await _add_history(conn, kind, message, (series_key, season, number), data)
 
     async def list_history(
         self, limit: int = 50, offset: int = 0, kind: HistoryKind | None = None
@@ -813,3 +802,67 @@ class Database:
     async def delete_setting(self, key: str) -> bool:
         """Forget the value under `key`; whether there was one."""
         return await self._execute(f"deleting setting {key}", "DELETE FROM settings WHERE key = ?", (key,)) > 0
+
+
+# ---- statements shared by single writes and transactions -------------------------------------------------
+
+
+async def _update_download(
+    conn: aiosqlite.Connection, operation: str, download_id: str, changes: dict[str, Any]
+) -> Download:
+    params = {name: _bind(value) for name, value in changes.items()}
+    params["id"] = download_id
+    if changes:
+        # Column names come only from the _DOWNLOAD_UPDATABLE whitelist checked by the callers, values are bound.
+        assignments = ", ".join(f"{name} = :{name}" for name in sorted(changes))
+        try:
+            await conn.execute(f"UPDATE downloads SET {assignments} WHERE id = :id", params)  # noqa: S608
+        except sqlite3.IntegrityError as err:
+            if "UNIQUE" not in str(err):
+                raise
+            raise ConflictError(f"{operation}: the episode is already queued", details={"id": download_id}) from err
+    rows = list(await conn.execute_fetchall("SELECT * FROM downloads WHERE id = ?", (download_id,)))
+    if not rows:
+        raise NotFoundError(f"download {download_id} not found", details={"id": download_id})
+    return _decode(Download, _DOWNLOAD_DECODERS, rows[0])
+
+
+async def _set_episode_state(
+    conn: aiosqlite.Connection,
+    key: tuple[str, int, int],
+    state: EpisodeState,
+    file_path: str | None,
+    file_size: int | None,
+) -> Episode:
+    await conn.execute(
+        """
+        INSERT INTO episodes (series_key, season, number, state, file_path, file_size, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (series_key, season, number) DO UPDATE SET state = excluded.state,
+            file_path = excluded.file_path, file_size = excluded.file_size,
+            updated_at = excluded.updated_at
+        """,
+        (*key, state.value, file_path, file_size, _to_epoch(_utcnow())),
+    )
+    rows = list(
+        await conn.execute_fetchall("SELECT * FROM episodes WHERE series_key = ? AND season = ? AND number = ?", key)
+    )
+    return _decode(Episode, _EPISODE_DECODERS, rows[0])
+
+
+async def _add_history(
+    conn: aiosqlite.Connection,
+    kind: HistoryKind,
+    message: str,
+    place: tuple[str | None, int | None, int | None],
+    data: dict[str, Any] | None,
+) -> HistoryEntry:
+    params = (kind.value, _to_epoch(_utcnow()), message, *place, _json(data or {}))
+    async with conn.execute(
+        "INSERT INTO history (kind, created_at, message, series_key, season, number, data)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        params,
+    ) as cursor:
+        entry_id = cursor.lastrowid
+    rows = list(await conn.execute_fetchall("SELECT * FROM history WHERE id = ?", (entry_id,)))
+    return _decode(HistoryEntry, _HISTORY_DECODERS, rows[0])
