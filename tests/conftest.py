@@ -5,7 +5,7 @@ Plain helpers (free_port, minimal_config, Daemon, ...) live in tests/helpers.py;
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +103,8 @@ def daemon() -> Iterator[Callable[..., Daemon]]:
     """Start daemons as subprocesses; all are killed at the end of the test."""
     started: list[Daemon] = []
 
-    def start(config_file: Path, env: dict[str, str] | None = None) -> Daemon:
-        process = Daemon(config_file, env)
+    def start(config_file: Path, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> Daemon:
+        process = Daemon(config_file, env, wrapper)
         started.append(process)
         return process
 

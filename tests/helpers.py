@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, TypeVar
@@ -115,12 +115,13 @@ def integrity(database: Path) -> str:
 class Daemon:
     """`aniworld-daemon run` as a real subprocess, with its stderr captured to a file."""
 
-    def __init__(self, config_file: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_file: Path, env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.config_file = config_file
         self.log_file = config_file.parent / "daemon.log"
         self._log = self.log_file.open("wb")
+        # `wrapper` runs the daemon under another program (strace): then `process` is that program.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aniworld_daemon", "run", "-c", str(config_file)],
+            [*wrapper, sys.executable, "-m", "aniworld_daemon", "run", "-c", str(config_file)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
