@@ -226,7 +226,13 @@ class Driver:
         self._transaction = 0
 
     async def drive(self, paused_expected: bool | None) -> None:
-        """Until cancelled: wait for the API, check the stored pause, then call at random."""
+        """Until cancelled: wait for the API, check the stored pause, then call at random; idle once it is killed."""
+        try:
+            await self._calls(paused_expected)
+        except (aiohttp.ClientError, TimeoutError):
+            await asyncio.Event().wait()  # the kill came first: wait to be cancelled
+
+    async def _calls(self, paused_expected: bool | None) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(self.origin, timeout=timeout) as session:
             key = await self._api_key(session)
