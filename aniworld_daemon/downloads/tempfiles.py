@@ -196,7 +196,13 @@ class TempFiles:
         with source.open("rb") as handle:
             os.fsync(handle.fileno())
         placed = _place(source, target)
-        fsync_dir(target.parent)
+        # The file's name, then each folder's name up to the library root: the season and series folders may be new
+        # (made just now, or by an NFO write), and a synced name in a folder whose own name is not synced is lost.
+        folder = target.parent
+        fsync_dir(folder)
+        while folder != self._library and self._library in folder.parents:
+            folder = folder.parent
+            fsync_dir(folder)
         remove_files(source.parent, source.name.split(".", 1)[0])
         return placed
 
