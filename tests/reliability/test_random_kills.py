@@ -206,9 +206,10 @@ class Acks:
     """What the daemon acknowledged (2xx, MQTT `ok`), to be found in its database after the next kill."""
 
     followed: set[str] = field(default_factory=set)  # series keys
+    # A call the kill cut off may or may not have had its effect: while one is unanswered, its value is None (unknown).
     moved_first: str | None = None  # the item of the last reorder to position 0, while nothing reordered since
     retried: dict[str, float] = field(default_factory=dict)  # item id -> wall time of the retry's answer
-    paused: bool = False  # the last acknowledged pause (True) or resume (False)
+    paused: bool | None = False  # the last acknowledged pause (True) or resume (False)
     backup: str | None = None  # the newest backup's name
     counts: Counter[str] = field(default_factory=Counter)  # acknowledged calls per kind, for the summary
 
@@ -241,7 +242,9 @@ class Driver:
             if paused_expected is not None:
                 assert status["status"]["is_paused"] is paused_expected, "a pause acknowledged before the kill"
             if status["status"]["is_paused"]:
-                await self._post(session, "/api/queue/resume", None, "resume")
+                self.acks.paused = None
+                if await self._post(session, "/api/queue/resume", None, "resume") is not None:
+                    self.acks.paused = False
             actions = [self._reorder, self._retry, self._follow, self._mqtt_follow, self._snapshot, self._backup]
             actions += [self._pause_resume, self._retry]
             while True:
@@ -283,15 +286,17 @@ class Driver:
         if len(pending) < 2:
             return
         item = self.rng.choice(pending[1:])["id"]
+        self.acks.moved_first = None
         if await self._post(session, "/api/queue/reorder", {"item_id": item, "new_position": 0}, "reorder"):
             self.acks.moved_first = item
 
     async def _retry(self, session: aiohttp.ClientSession, _: str) -> None:
         failed = [item["id"] for item in (await self._get(session, "/api/queue/status"))["status"]["failed_downloads"]]
-        if failed and await self._post(session, "/api/queue/retry", {"item_ids": failed}, "retry") is not None:
-            now = time.time()
-            self.acks.retried.update(dict.fromkeys(failed, now))
-            self.acks.moved_first = None  # a retried item keeps its old position: the order changed
+        if not failed:
+            return
+        self.acks.moved_first = None  # a retried item keeps its old position: the order changes
+        if await self._post(session, "/api/queue/retry", {"item_ids": failed}, "retry") is not None:
+            self.acks.retried.update(dict.fromkeys(failed, time.time()))
 
     async def _follow(self, session: aiohttp.ClientSession, _: str) -> None:
         key, seasons = FOLLOWED_BY_API[self.size]
@@ -336,9 +341,11 @@ class Driver:
             self.acks.backup = made["name"]
 
     async def _pause_resume(self, session: aiohttp.ClientSession, _: str) -> None:
+        self.acks.paused = None
         if await self._post(session, "/api/queue/pause", None, "pause") is not None:
             self.acks.paused = True
         await asyncio.sleep(self.rng.uniform(0, 0.3))
+        self.acks.paused = None
         if await self._post(session, "/api/queue/resume", None, "resume") is not None:
             self.acks.paused = False
 
