@@ -90,6 +90,7 @@ class DownloadsConfig:
     retry_backoff: timedelta
     rate_limit: int | None  # bytes per second, per download
     min_free_space: int  # bytes
+    stall_timeout: timedelta  # a transfer without progress for this long is given up (the next hoster is tried)
     window: tuple[dt_time, dt_time] | None  # start downloads only inside [start, end); may wrap midnight
     auto_download: bool
     auto_start: bool
@@ -335,6 +336,7 @@ CONFIG_SCHEMA = section(
                 vol.Optional("retry_backoff", default="2m"): duration,
                 vol.Optional("rate_limit", default=None): optional_size,
                 vol.Optional("min_free_space", default="2G"): size,
+                vol.Optional("stall_timeout", default="1m"): duration,
                 vol.Optional("window", default=None): window,
                 vol.Optional("auto_download", default=True): boolean,
                 vol.Optional("auto_start", default=True): boolean,

@@ -81,6 +81,11 @@ BAD_CONFIGS = [
         ["{f}:4: provider -> cooldown: expected a duration like 30s, 15m, 2h or 7d (got '15 minutes')"],
     ),
     (
+        "bad-stall-timeout",
+        LIB + "downloads:\n  stall_timeout: 0s\n",
+        ["{f}:4: downloads -> stall_timeout: expected a duration like 30s, 15m, 2h or 7d (got '0s')"],
+    ),
+    (
         "bad-size",
         LIB + "downloads:\n  min_free_space: 2 gigs\n",
         ["{f}:4: downloads -> min_free_space: expected a size like 500M, 2G or 1.5G (got '2 gigs')"],
@@ -319,6 +324,7 @@ def test_defaults_and_relative_paths(write_config: Callable[..., Path], tmp_path
     assert config.provider.languages == (Language.DE_SUB, Language.DE_DUB, Language.EN_SUB)
     assert config.provider.cooldown == timedelta(minutes=15)
     assert config.downloads.min_free_space == 2 * 1024**3
+    assert config.downloads.stall_timeout == timedelta(minutes=1)
     assert config.downloads.rate_limit is None
     assert config.schedule.rescan == CronSchedule("0 3 * * *")
     assert config.schedule.full_refresh == timedelta(days=7)
@@ -693,7 +699,9 @@ def errors_of(path: Path) -> list[str]:
 SECTION_KEYS = {
     "library": ["path", "naming", "write_nfo"],
     "provider": ["base_url", "languages", "hosters", "requests_per_second", "max_connections", "cooldown"],
-    "downloads": ["max_concurrent", "retries", "retry_backoff", "rate_limit", "min_free_space", "window"],
+    "downloads": [
+        *("max_concurrent", "retries", "retry_backoff", "rate_limit", "min_free_space", "stall_timeout", "window"),
+    ],
     "schedule": ["rescan", "run_on_start", "full_refresh"],
     "api": ["host", "port", "key", "password"],
     "mqtt": ["enabled", "host", "port", "base_topic", "discovery_prefix"],

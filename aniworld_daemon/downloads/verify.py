@@ -156,7 +156,12 @@ async def probe(path: Path, *, timeout: float = 60.0) -> MediaInfo:  # noqa: ASY
 
     DownloadError when ffprobe is missing or does not finish within `timeout`.
     """
-    command = ("ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path))
+    # -count_packets reads every packet (demuxing only, no decoding): a file cut short reads fewer than its index
+    # lists, while its header alone (an MP4's moov at the start) still gives the full duration.
+    command = (
+        *("ffprobe", "-v", "error", "-count_packets", "-print_format", "json"),
+        *("-show_format", "-show_streams", str(path)),
+    )
     try:
         process = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -197,6 +202,15 @@ def _media_info(path: Path, output: bytes) -> MediaInfo:
         duration = 0.0
     if duration <= 0:
         raise ImportRefused(f"{path.name} is not playable: duration 0", details={"path": str(path)})
+    for stream in streams:
+        listed, read = str(stream.get("nb_frames", "")), str(stream.get("nb_read_packets", ""))
+        # Only containers with an index (MP4, MOV) list their frames; MPEG-TS and Matroska say N/A.
+        if listed.isdigit() and read.isdigit() and int(read) < int(listed):
+            raise ImportRefused(
+                f"{path.name} is cut short: its {stream.get('codec_type', 'unknown')} stream has {read} of the"
+                f" {listed} packets its index lists",
+                details={"path": str(path), "packets": int(read), "listed": int(listed)},
+            )
     width, height = video.get("width"), video.get("height")
     names = str((data.get("format") or {}).get("format_name") or "")
     return MediaInfo(

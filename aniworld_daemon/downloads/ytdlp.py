@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
+import functools
 import gc
 import logging
 import os
 import re
+import socket
+import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,13 @@ _ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _HTTP_STATUS_RE = re.compile(r"HTTP Error (\d{3})")
 # Header values shorter than this are not secrets worth scrubbing (and would mangle messages: "1", "de").
 _SECRET_MIN_LENGTH = 8
+# The stall watchdog: a transfer that gains less than this many bytes within `stall_timeout` has stalled. Counting
+# bytes, not silence, is what catches a trickle (a byte every few seconds), which no socket timeout ever sees.
+STALL_MIN_BYTES = 1024
+STALL_CHECK_INTERVAL = 1.0  # seconds between the watchdog's looks (less for a short stall_timeout)
+# yt-dlp's socket_timeout is the stall timeout plus this: a silent socket is then reported by the watchdog as the
+# stall it is (the next hoster is tried), not by yt-dlp as a network error that ends the attempt.
+SOCKET_TIMEOUT_MARGIN = 5.0
 
 
 class CancelToken:
@@ -75,7 +87,94 @@ class YtdlpOptions:
     retries: int = 10
     fragment_retries: int = 10
     rate_limit: int | None = None  # bytes/s per download (config downloads.rate_limit)
-    socket_timeout: float = 30.0
+    stall_timeout: float = 60.0  # seconds without progress before the transfer is given up (downloads.stall_timeout)
+    socket_timeout: float | None = None  # None: stall_timeout + SOCKET_TIMEOUT_MARGIN
+
+    @property
+    def effective_socket_timeout(self) -> float:
+        """yt-dlp's socket_timeout: the one given, else derived from the stall timeout."""
+        if self.socket_timeout is not None:
+            return self.socket_timeout
+        return self.stall_timeout + SOCKET_TIMEOUT_MARGIN
+
+
+class StallWatchdog:
+    """Ends a transfer that stopped moving: its sockets are shut down and no new one may connect.
+
+    yt-dlp blocks in a socket read until its buffer is full, so neither its progress hook nor a socket timeout
+    notices a connection that sends nothing or a byte every few seconds. The watchdog is fed by the progress hook
+    (worker thread) and looked at from the event loop; `trip()` wakes the blocked read, and refusing new connections
+    keeps yt-dlp's own retries from starting the same stall again.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._mark_bytes = 0  # downloaded bytes at the last sign of progress
+        self._mark_time = time.monotonic()
+        # On from the moment the worker thread starts (the executor may hold it back while busy) until yt-dlp reports
+        # the transfer finished (its remux afterwards is no transfer).
+        self._armed = False
+        self.tripped = False
+
+    def begin(self) -> None:
+        """The worker thread starts the transfer: the clock starts."""
+        self._mark_time = time.monotonic()
+        self._armed = True
+
+    def observe(self, status: dict[str, Any]) -> None:
+        """A progress report (worker thread): enough new bytes move the mark; "finished" ends the watch."""
+        if status.get("status") == "finished":
+            self._armed = False
+            return
+        downloaded = int(status.get("downloaded_bytes") or 0)
+        if not self._armed or abs(downloaded - self._mark_bytes) >= STALL_MIN_BYTES:
+            self._mark_bytes = downloaded
+            self._mark_time = time.monotonic()
+            self._armed = True
+
+    def stalled(self) -> bool:
+        """Whether the transfer made no progress for `timeout` seconds (and was not tripped yet)."""
+        return self._armed and not self.tripped and time.monotonic() - self._mark_time >= self.timeout
+
+    def trip(self) -> None:
+        """End the transfer: shut its sockets down (a blocked read returns) and refuse new connections."""
+        with self._lock:
+            self.tripped = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed already, or never connected
+                continue
+
+    def connecting(self, sock: socket.socket) -> None:
+        """A socket of this transfer connects (worker thread); refused once tripped."""
+        with self._lock:
+            if self.tripped:
+                raise ConnectionAbortedError("the transfer stalled and was given up")
+            self._sockets.add(sock)
+
+
+# The watchdog of the transfer the current worker thread runs: the audit hook finds the sockets yt-dlp opens by it.
+_TRANSFER: contextvars.ContextVar[StallWatchdog | None] = contextvars.ContextVar("ytdlp_transfer", default=None)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook: hand every socket a transfer connects to its watchdog (cheap for every other event)."""
+    if event == "socket.connect" and (watchdog := _TRANSFER.get()) is not None and isinstance(args[0], socket.socket):
+        watchdog.connecting(args[0])
+
+
+@functools.cache
+def _watch_sockets() -> None:
+    """Install the audit hook, once per process (Python cannot remove one; with no transfer running it does nothing).
+
+    yt-dlp opens its connections deep inside its request handlers (urllib or requests); an audit hook sees them all
+    without patching either.
+    """
+    sys.addaudithook(_audit)
 
 
 class YtdlpLogger:
@@ -134,11 +233,13 @@ async def download(
     file) or duration (HLS), before the first byte is written, so the caller can store it durably.
     """
     loop = asyncio.get_running_loop()
-    hook = _ProgressHook(loop, on_progress, cancel, media, on_promise)
+    _watch_sockets()
+    hook = _ProgressHook(loop, on_progress, cancel, media, on_promise, watchdog=StallWatchdog(options.stall_timeout))
     future = loop.run_in_executor(None, _run, media, temp_dir, stem, options, hook)
     try:
-        # shield: a task cancellation must not abandon the thread while it still writes the .part file.
-        path, duration = await asyncio.shield(future)
+        # A task cancellation must not abandon the thread while it still writes the .part file: _supervise never
+        # cancels the future, and the handler below waits for it.
+        path, duration = await _supervise(future, hook.watchdog, media)
     except asyncio.CancelledError:
         cancel.cancel()
         while not future.done():
@@ -156,6 +257,20 @@ async def download(
     return Downloaded(path, learnt)
 
 
+async def _supervise(
+    future: asyncio.Future[tuple[Path, float | None]], watchdog: StallWatchdog, media: MediaSource
+) -> tuple[Path, float | None]:
+    """The thread's result; meanwhile the watchdog is looked at, and tripped when the transfer stalls."""
+    interval = min(STALL_CHECK_INTERVAL, watchdog.timeout / 4)
+    while True:
+        done, _ = await asyncio.wait((future,), timeout=interval)  # wait() never cancels what it waits for
+        if done:
+            return future.result()
+        if watchdog.stalled():
+            LOGGER.warning("%s: no data for %g s; giving the transfer up", media.hoster, watchdog.timeout)
+            watchdog.trip()
+
+
 class _ProgressHook:
     """yt-dlp's progress hook: checks the cancel flag and forwards throttled Progress reports to the loop."""
 
@@ -166,7 +281,10 @@ class _ProgressHook:
         cancel: CancelToken,
         media: MediaSource,
         on_promise: Callable[[SourcePromise], None],
+        *,
+        watchdog: StallWatchdog,
     ) -> None:
+        self.watchdog = watchdog
         self._loop = loop
         self._on_progress = on_progress
         self.cancel = cancel
@@ -192,8 +310,9 @@ class _ProgressHook:
     def __call__(self, status: dict[str, Any]) -> None:
         from yt_dlp.utils import DownloadCancelled  # noqa: PLC0415 - loaded by _run already: a dictionary lookup
 
-        if self.cancel.cancelled:
+        if self.cancel.cancelled or self.watchdog.tripped:
             raise DownloadCancelled()
+        self.watchdog.observe(status)
         state = status.get("status")
         if state not in ("downloading", "finished"):
             return
@@ -236,7 +355,7 @@ def _ydl_params(
         "fragment_retries": options.fragment_retries,
         # A missing HLS segment must fail the download, not leave a file with a hole that still probes fine.
         "skip_unavailable_fragments": False,
-        "socket_timeout": options.socket_timeout,
+        "socket_timeout": options.effective_socket_timeout,
         "continuedl": True,  # resume a .part file with an HTTP Range request
         "nopart": False,
         "noplaylist": True,
@@ -263,6 +382,8 @@ def _run(
     import yt_dlp  # noqa: PLC0415 - see the note at the imports
     import yt_dlp.utils  # noqa: PLC0415
 
+    transfer = _TRANSFER.set(hook.watchdog)  # this thread's connections are this transfer's, until it returns
+    hook.watchdog.begin()
     try:
         with yt_dlp.YoutubeDL(_ydl_params(media, temp_dir, stem, options, hook)) as ydl:
             if media.kind is MediaKind.MP4:
@@ -286,10 +407,16 @@ def _run(
         # from the traceback's frames and a reference cycle. Drop both now, so the file is closed when we return.
         err.with_traceback(None)
         gc.collect()
+        if hook.watchdog.tripped and not hook.cancel.cancelled:
+            raise _stalled(media, hook.watchdog) from err
         LOGGER.debug("%s: download cancelled; its partial files stay in %s", stem, temp_dir)
         raise TransferCancelled("the download was cancelled", details={"hoster": media.hoster}) from err
     except Exception as err:  # yt-dlp raises its DownloadError, UnavailableVideoError, plain OSError...
+        if hook.watchdog.tripped:
+            raise _stalled(media, hook.watchdog) from err
         raise _map_error(err, media, temp_dir) from err
+    finally:
+        _TRANSFER.reset(transfer)
     if not path.is_file():
         raise DownloadError(f"yt-dlp reported success but {path.name} is missing", details={"hoster": media.hoster})
     if hook.cancel.cancelled:
@@ -351,7 +478,20 @@ def _map_error(err: Exception, media: MediaSource, temp_dir: Path) -> DownloadEr
         return HosterError(
             f"{media.hoster}: the media URL was refused ({message})", details={"hoster": media.hoster, "status": status}
         )
+    from yt_dlp.utils import UnsupportedError  # noqa: PLC0415 - loaded by _run already
+
+    if any(isinstance(cause, UnsupportedError) for cause in causes):
+        # The media URL answered, with something that is no video or playlist (an HTML page): the hoster's fault.
+        return HosterError(f"{media.hoster}: the media URL gave no video ({message})", details={"hoster": media.hoster})
     return DownloadError(message, details={"hoster": media.hoster})
+
+
+def _stalled(media: MediaSource, watchdog: StallWatchdog) -> HosterError:
+    """The error of a transfer the watchdog ended: the hoster's fault, so the next hoster is tried."""
+    return HosterError(
+        f"{media.hoster}: the transfer stalled (no data for {watchdog.timeout:g} s, downloads.stall_timeout); given up",
+        details={"hoster": media.hoster, "stall_seconds": watchdog.timeout},
+    )
 
 
 def _disk_full(temp_dir: Path) -> StorageError:

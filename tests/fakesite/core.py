@@ -23,6 +23,12 @@ CAPTCHA_PAGE = """<!DOCTYPE html><html><head><title>Just a moment...</title></he
 </body></html>"""
 
 MAINTENANCE_PAGE = "<html><head><title>Wartungsarbeiten</title></head><body><p>Bald wieder da.</p></body></html>"
+NOT_A_VIDEO_PAGE = (
+    "<!DOCTYPE html><html><head><title>Video</title></head><body><h1>Please disable your ad blocker</h1>"
+    + "<p>"
+    + "This video is not available right now. " * 40
+    + "</p></body></html>"
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,6 +59,19 @@ class Knobs:
     garbled_hosters: set[str] = field(default_factory=set)  # hoster names whose embed pages are mangled
     # hoster name -> scheme variant of its embed page (e.g. voe: "json" | "hls" | "redirect" | "m3u8")
     variants: dict[str, str] = field(default_factory=dict)
+    # Misbehaving media (MP4, HLS playlist and segments), per hoster label; every other endpoint answers normally.
+    # label -> body bytes of every media response sent before it hangs: the headers and that much of the file go
+    # out, then nothing, with the connection kept open until the client leaves or the site stops
+    stall_media: dict[str, int] = field(default_factory=dict)
+    trickle_every: float | None = None  # during a stall, one more byte every this many seconds (None: nothing at all)
+    # label -> body bytes of every media response after which the connection is closed, although its Content-Length
+    # announced the whole file (a connection that drops: a client can notice and resume with a Range request)
+    cut_media: dict[str, int] = field(default_factory=dict)
+    # label -> bytes the hoster has of each media file: only that start of it, served as if it were all of it
+    # (Content-Length says so too), as an upload that was cut short; only the file's own content can tell
+    short_media: dict[str, int] = field(default_factory=dict)
+    html_media: set[str] = field(default_factory=set)  # labels whose media requests get a 200 HTML page, not video
+    dead_redirects: set[str] = field(default_factory=set)  # hoster names whose /redirect/<id> lead to a dead port
 
     def block(self, label: str, after: int = 0, mode: str = "403") -> None:
         """Refuse every request to `label` once it has answered `after` more requests."""
@@ -169,11 +188,15 @@ def media_gate(request: web.Request, ctx: HosterContext) -> web.Response | None:
     """Mark `request` as a media request of hoster `ctx`; a 503 while `Knobs.fail_media[ctx.name]` counts down.
 
     Called first by every media endpoint, so a failed or refused media request is still logged as media.
+    `Knobs.html_media` answers an HTML page instead.
     """
     ctx.log.mark_media(request)
     if ctx.knobs.fail_media.get(ctx.name, 0) > 0:
         ctx.knobs.fail_media[ctx.name] -= 1
         return web.Response(status=503, text="Service Unavailable")  # no Retry-After: a CDN hiccup, not a budget
+    if ctx.name in ctx.knobs.html_media:
+        # What a hoster's CDN serves when a file is gone or a session is not accepted: a page, with status 200.
+        return web.Response(text=NOT_A_VIDEO_PAGE, content_type="text/html")
     return None
 
 
@@ -305,13 +328,22 @@ CHUNK = 16 * 1024
 
 
 async def serve_file(
-    request: web.Request, path: Path, knobs: Knobs, content_type: str, log: RequestLog | None = None
+    request: web.Request,
+    path: Path,
+    knobs: Knobs,
+    content_type: str,
+    log: RequestLog | None = None,
+    *,
+    hoster: str | None = None,
 ) -> web.StreamResponse:
     """Serve `path` with single-range Range support, throttled to `knobs.bandwidth` bytes/s for this connection.
 
-    With `log`, the bytes written are counted on the request's record (`RequestRecord.body_bytes`).
+    With `log`, the bytes written are counted on the request's record (`RequestRecord.body_bytes`). With `hoster`
+    (a media file of that hoster), `Knobs.short_media`, `stall_media`, `trickle_every` and `cut_media` apply.
     """
     data = await asyncio.to_thread(path.read_bytes)  # the media files are small (about 2 MB at most)
+    if hoster is not None and hoster in knobs.short_media:
+        data = data[: knobs.short_media[hoster]]
     size = len(data)
     start, end = 0, size - 1
     status = 200
@@ -329,6 +361,8 @@ async def serve_file(
         if start >= size or start > end:
             raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
         status = 206
+    stall = knobs.stall_media.get(hoster) if hoster is not None else None
+    cut = knobs.cut_media.get(hoster) if hoster is not None else None
     response = web.StreamResponse(status=status)
     response.content_type = content_type
     response.content_length = end - start + 1
@@ -337,9 +371,19 @@ async def serve_file(
         response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     await response.prepare(request)
     position = start
+    # Where this response stops behaving: the first byte it does not send normally (past the end: never).
+    limit = start + min(stall if stall is not None else size, cut if cut is not None else size)
     try:
         while position <= end:
-            chunk = data[position : min(position + CHUNK, end + 1)]
+            if position >= limit:
+                if cut is not None and (stall is None or cut <= stall):
+                    LOGGER.debug("%s: dropping the connection after %d bytes", request.path, position - start)
+                    if request.transport is not None:
+                        request.transport.close()
+                    return response
+                await _hang(request, data, position, end, knobs, log)
+                return response
+            chunk = data[position : min(position + CHUNK, end + 1, limit)]
             await response.write(chunk)
             position += len(chunk)
             if log is not None:
@@ -351,6 +395,31 @@ async def serve_file(
         # The client went away mid-stream (a cancelled or killed download): routine for a media server, not an error.
         LOGGER.debug("%s: client left after %d of %d bytes", request.path, position - start, end - start + 1)
     return response
+
+
+HANG_POLL = 0.2  # seconds between looks at a hanging connection (has the client left?)
+
+
+async def _hang(
+    request: web.Request, data: bytes, position: int, end: int, knobs: Knobs, log: RequestLog | None
+) -> None:
+    """Send nothing more (or, with `Knobs.trickle_every`, one byte at a time) until the client leaves."""
+    LOGGER.debug("%s: hanging after byte %d", request.path, position)
+    last_byte = asyncio.get_running_loop().time()
+    while True:
+        await asyncio.sleep(HANG_POLL)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return  # the client left (or the site stops)
+        now = asyncio.get_running_loop().time()
+        if knobs.trickle_every is not None and position <= end and now - last_byte >= knobs.trickle_every:
+            last_byte = now
+            # Straight to the transport: a response's write() waits for the buffer to drain, which a client that
+            # stopped reading never does, and this loop must keep seeing whether the client left.
+            transport.write(data[position : position + 1])
+            position += 1
+            if log is not None:
+                log.add_body_bytes(request, 1)
 
 
 @dataclass

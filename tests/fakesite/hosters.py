@@ -126,9 +126,9 @@ async def serve_hls(request: web.Request, ctx: HosterContext, allowed: bool) -> 
         return forbidden()
     name = request.match_info["file"]
     if name.endswith(".m3u8"):
-        return await serve_file(request, ctx.media.hls_playlist, ctx.knobs, HLS_TYPE, ctx.log)
+        return await serve_file(request, ctx.media.hls_playlist, ctx.knobs, HLS_TYPE, ctx.log, hoster=ctx.name)
     if SEGMENT_RE.fullmatch(name) and (ctx.media.hls_dir / name).is_file():
-        return await serve_file(request, ctx.media.hls_dir / name, ctx.knobs, "video/mp2t", ctx.log)
+        return await serve_file(request, ctx.media.hls_dir / name, ctx.knobs, "video/mp2t", ctx.log, hoster=ctx.name)
     raise web.HTTPNotFound()
 
 
@@ -138,7 +138,7 @@ async def serve_mp4(request: web.Request, ctx: HosterContext, allowed: bool) -> 
         return failed
     if not allowed:
         return forbidden()
-    return await serve_file(request, ctx.media.mp4, ctx.knobs, MP4_TYPE, ctx.log)
+    return await serve_file(request, ctx.media.mp4, ctx.knobs, MP4_TYPE, ctx.log, hoster=ctx.name)
 
 
 def jw_setup(source: str, poster: str) -> str:

@@ -49,6 +49,9 @@ class FakeSite:
         self._runners: list[web.AppRunner] = []
         self._port: int | None = None
         self._hosters: dict[str, HosterContext] = {}
+        # Bound but never listening, and held while the site runs: connections to its port are refused, and no
+        # other program can take the port meanwhile (the target of `Knobs.dead_redirects`).
+        self._dead: socket.socket | None = None
 
     async def __aenter__(self) -> FakeSite:
         await self.start()
@@ -66,6 +69,8 @@ class FakeSite:
         if self._runners:
             raise RuntimeError("the fake site is already running")
         try:
+            self._dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._dead.bind(("127.0.0.1", 0))
             self._port = await self._serve(self.create_app(), self._requested_port)
             for name in HOSTERS:
                 context = HosterContext(name=name, knobs=self._knobs, log=self._log, media=self.media)
@@ -86,6 +91,9 @@ class FakeSite:
             await runner.cleanup()
         self._hosters.clear()
         self._port = None
+        if self._dead is not None:
+            self._dead.close()
+            self._dead = None
 
     async def _serve(self, app: web.Application, port: int) -> int:
         """Run `app` on 127.0.0.1:port (0 = any free port) and return the bound port."""
@@ -185,6 +193,13 @@ class FakeSite:
     def embed_url(self, link: Link) -> str:
         """The hoster embed URL a link redirects to (KeyError when that hoster does not run)."""
         return self._hosters[link.hoster].origin() + embed_path(link.hoster, link.video_id)
+
+    @property
+    def dead_origin(self) -> str:
+        """An origin on 127.0.0.1 whose port nobody listens on (connections are refused), while the site runs."""
+        if self._dead is None:
+            raise RuntimeError("the fake site is not running")
+        return f"http://127.0.0.1:{self._dead.getsockname()[1]}"
 
     def redirect_target(self, link_id: int) -> str:
         """Where `/redirect/<link_id>` sends the client."""
@@ -295,6 +310,8 @@ class FakeSite:
         link = self._catalog.link(int(request.match_info["link_id"]))
         if link is None:
             return self._missing(request)
+        if link.hoster in self._knobs.dead_redirects:
+            raise web.HTTPFound(self.dead_origin + embed_path(link.hoster, link.video_id))
         raise web.HTTPFound(self.embed_url(link))
 
     async def _cover(self, request: web.Request) -> web.StreamResponse:
