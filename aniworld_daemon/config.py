@@ -507,6 +507,12 @@ def _load_document(file: Path, secrets: _SecretSource | None, raw: bytes | None 
         document.errors.append(f"{file}:{line}: YAML syntax error: {problem}")
     except yaml.YAMLError as err:
         document.errors.append(f"{file}:1: YAML error: {err}")
+    except RecursionError:
+        # Nested deeper than the parser recurses: no configuration, and no line to point at.
+        document.errors.append(f"{file}:1: YAML error: nested too deeply")
+    except ValueError as err:
+        # An integer of more digits than Python converts (sys.get_int_max_str_digits): the loader gives no mark.
+        document.errors.append(f"{file}:1: YAML error: {str(err).split(';', 1)[0]}")
     finally:
         loader.dispose()
     return document

@@ -184,6 +184,16 @@ BAD_CONFIGS = [
         ["{f}:5: YAML syntax error: expected ',' or ']', but got ':'"],
     ),
     (
+        "nested-too-deeply",
+        "library: " + "[" * 3000 + "\n",
+        ["{f}:1: YAML error: nested too deeply"],
+    ),
+    (
+        "integer-too-long",
+        LIB + "api:\n  port: " + "9" * 5000 + "\n",
+        ["{f}:1: YAML error: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits"],
+    ),
+    (
         "alias-refers-to-itself",
         "library: &lib\n  path: *lib\n",
         ["{f}:2: library -> path: an alias refers to itself"],

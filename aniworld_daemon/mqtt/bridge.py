@@ -320,7 +320,7 @@ def _request_payload(payload: bytes) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes ("[[[[...")
         raise ValidationError(
             'the payload must be a JSON object like {"key": "one-piece"}, empty, or PRESS',
             details={"field": "payload"},

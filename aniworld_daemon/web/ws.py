@@ -182,7 +182,7 @@ class WebSocketHub:
         """One client message: join, leave or ping; anything else gets an `error` message."""
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes ("[[[[...")
             self._send(client, _error("bad_message", 'messages are JSON objects like {"action": "ping"}'))
             return
         if not isinstance(data, dict):

@@ -89,6 +89,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         json.dumps(data, ensure_ascii=False).encode()
     except ValueError as err:  # UnicodeEncodeError is a ValueError
         raise BadRequest(f"the body is not valid JSON text: {err}", details={"field": "body"}) from None
+    except RecursionError:  # "[[[[..." nested deeper than the decoder goes: no body the API reads looks like that
+        raise BadRequest("the body is nested too deeply to be read", details={"field": "body"}) from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object", details={"field": "body"})
     return data
