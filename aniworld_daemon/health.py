@@ -10,13 +10,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME
 from aniworld_daemon.events import EventBus, HealthChanged
+from aniworld_daemon.library import unavailable
 from aniworld_daemon.models import MB, HealthStatus
 from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.store.database import Database
 
 WATCH_INTERVAL = 10.0  # seconds between two runs of the checks by watch()
+# Below this much free space on the data dir's disk the database is taken as unable to store changes: a commit needs
+# room for its WAL frames (4 KiB pages) and a checkpoint room to grow the database file.
+DATA_DIR_MIN_FREE = 500_000
 
 
 class CheckLevel(StrEnum):
@@ -55,7 +58,7 @@ class HealthChecks:
         library: Path,
         min_free_space: int,
         *,
-        problem_sources: Sequence[Callable[[], list[str]]] = (),
+        problem_sources: Sequence[Callable[[], Sequence[str | Check]]] = (),
         checks: Sequence[Callable[[], Check]] = (),
         free_space: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
     ) -> None:
@@ -63,7 +66,10 @@ class HealthChecks:
         self._http = http
         self._library = library
         self._min_free_space = min_free_space
-        self._problem_sources = tuple(problem_sources)  # e.g. the download queue's low disk space
+        # A source's text is a finding of the `queue` check; a Check of its own takes the place of the built-in check
+        # of that name (the download queue's `free_space` after the disk ran full: only the queue knows how much it
+        # needs, and min_free_space may well be 0).
+        self._problem_sources = tuple(problem_sources)
         self._checks = tuple(checks)  # components' own checks, e.g. the MQTT connection
         self._free_space = free_space
 
@@ -92,11 +98,12 @@ class HealthChecks:
         self._min_free_space = min_free_space
 
     async def report(self) -> HealthReport:
-        """Run every check; unhealthy when the database is gone, degraded with any other finding but ok."""
+        """Run every check; unhealthy when the database is gone or cannot write, degraded with any other finding."""
         if not await self._db.ping():
             check = Check("database", CheckLevel.ERROR, "the database does not answer")
             return HealthReport(HealthStatus.UNHEALTHY, (check.message,), (check,))
-        checks = [Check("database", CheckLevel.OK, f"{self._db.path} answers")]
+        database = await self._database_check()
+        checks = [database]
         checks += await self._library_checks()
         checks.append(self._tools_check())
         cooldowns = self._http.cooldowns()
@@ -112,7 +119,10 @@ class HealthChecks:
                 or "no host is cooling down",
             )
         )
-        queue_problems = [problem for source in self._problem_sources for problem in source()]
+        found = [problem for source in self._problem_sources for problem in source()]
+        queue_problems = [problem for problem in found if isinstance(problem, str)]
+        replaced = {problem.name: problem for problem in found if isinstance(problem, Check)}
+        checks = [replaced.pop(check.name, check) for check in checks]
         checks.append(
             Check(
                 "queue",
@@ -120,9 +130,29 @@ class HealthChecks:
                 "; ".join(queue_problems) or "the queue can run",
             )
         )
-        checks += [check() for check in self._checks]
+        checks += [*replaced.values(), *(check() for check in self._checks)]
         problems = tuple(check.message for check in checks if check.level is not CheckLevel.OK)
-        return HealthReport(HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY, problems, tuple(checks))
+        if database.level is CheckLevel.ERROR:
+            status = HealthStatus.UNHEALTHY
+        else:
+            status = HealthStatus.DEGRADED if problems else HealthStatus.HEALTHY
+        return HealthReport(status, problems, tuple(checks))
+
+    async def _database_check(self) -> Check:
+        """The database answers; an error when its disk is full (it can read, but no change can be stored)."""
+        data_dir = self._db.path.parent
+        try:
+            free = await asyncio.to_thread(self._free_space, data_dir)
+        except OSError as err:
+            return Check("database", CheckLevel.WARNING, f"cannot read the free space of {data_dir}: {err}")
+        if free < DATA_DIR_MIN_FREE:
+            return Check(
+                "database",
+                CheckLevel.ERROR,
+                f"the disk of the data dir {data_dir} is full ({free // 1000} kB free): the database cannot store"
+                " changes until space is freed",
+            )
+        return Check("database", CheckLevel.OK, f"{self._db.path} answers")
 
     async def _library_checks(self) -> list[Check]:
         library = self._library
@@ -132,14 +162,9 @@ class HealthChecks:
         # Sonarr's check: an empty library root while the database knows files is an unmounted disk, not a library
         # whose files were all deleted; rescans would otherwise mark every episode missing.
         files = await self._db.count_episode_files()
-        if files and not await asyncio.to_thread(_has_entries, library):
-            checks.append(
-                Check(
-                    "library_mounted",
-                    CheckLevel.ERROR,
-                    f"library {library} is empty, but {files} episode files were there: is its disk mounted?",
-                )
-            )
+        problem = await asyncio.to_thread(unavailable, library, files)
+        if problem is not None:
+            checks.append(Check("library_mounted", CheckLevel.ERROR, problem))
         else:
             checks.append(Check("library_mounted", CheckLevel.OK, f"{files} episode files known"))
         try:
@@ -164,12 +189,3 @@ class HealthChecks:
         if missing:
             return Check("tools", CheckLevel.ERROR, f"{' and '.join(missing)} not found: install ffmpeg")
         return Check("tools", CheckLevel.OK, "ffmpeg and ffprobe found")
-
-
-def _has_entries(library: Path) -> bool:
-    """Whether the library root holds anything but our temp dir."""
-    try:
-        with os.scandir(library) as entries:
-            return any(entry.name != TEMP_DIR_NAME for entry in entries)
-    except OSError:
-        return False

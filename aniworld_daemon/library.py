@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aniworld_daemon.downloads.tempfiles import write_file_atomic
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME, write_file_atomic
 from aniworld_daemon.errors import StorageError, ValidationError
 from aniworld_daemon.naming import NamingTemplate, SeriesNaming
 
@@ -79,6 +79,40 @@ def list_folders(root: Path) -> list[str]:
         return []
     except OSError as err:
         raise StorageError(f"cannot read the library {root}: {err.strerror or err}") from err
+
+
+def unavailable(root: Path, known_files: int) -> str | None:
+    """Why the library at `root` must not be worked on now, or None. Blocking (one directory listing).
+
+    A root that is missing, unreadable, or empty (nothing but our temp dir) while the database knows `known_files`
+    episode files there is a disk that is not mounted (a NAS that dropped away leaves an empty mount point), not a
+    library whose files were all deleted: a rescan would mark every episode missing, and a download would write into
+    the mount point's own file system. Sonarr's rule; the health check `library_mounted` applies the same one.
+    """
+    try:
+        with os.scandir(root) as entries:
+            empty = not any(entry.name != TEMP_DIR_NAME for entry in entries)
+    except FileNotFoundError:
+        return f"the library {root} does not exist; is its disk mounted?"
+    except OSError as err:
+        return f"cannot read the library {root}: {err.strerror or err}"
+    if empty and known_files:
+        return f"library {root} is empty, but {known_files} episode files were there: is its disk mounted?"
+    return None
+
+
+def mounted_folders(root: Path, known_files: int) -> list[str]:
+    """list_folders(root) of a library that is there (see unavailable); StorageError when it is not. Blocking.
+
+    Checked before and after the listing: a disk that goes away while it is listed must not pass for an empty library.
+    """
+    problem = unavailable(root, known_files)
+    if problem is None:
+        folders = list_folders(root)
+        problem = unavailable(root, known_files)
+    if problem is not None:
+        raise StorageError(problem, details={"path": str(root)})
+    return folders
 
 
 def scan_folder(root: Path, folder: str, template: NamingTemplate, naming: SeriesNaming | None) -> FolderScan:

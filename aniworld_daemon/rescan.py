@@ -25,10 +25,11 @@ from aniworld_daemon.events import (
 from aniworld_daemon.library import (
     EpisodeFile,
     ShowMetadata,
-    list_folders,
     match_folder,
+    mounted_folders,
     needs_poster,
     scan_folder,
+    unavailable,
     write_poster,
     write_show_nfo,
 )
@@ -226,6 +227,9 @@ class Rescanner:
             self._scan_id = uuid.uuid4().hex
             scan = self._scan(self._scan_id, trigger, keys, dry_run=dry_run, enqueue=enqueue)
             self._task = asyncio.get_running_loop().create_task(scan, name="rescan")
+            # A rescan started without a waiter (the API's, the scheduler's) that fails was logged and stored by
+            # _fail; taking its exception keeps asyncio from reporting it again as "never retrieved".
+            self._task.add_done_callback(_retrieve)
         else:
             LOGGER.info("A rescan is already running; the %s request joins it", trigger)
         return self._task
@@ -303,11 +307,14 @@ class Rescanner:
         requests_seen: _Count,
     ) -> ScanResult:
         root = self._config.library.path
-        if selected and not await asyncio.to_thread(root.is_dir):
-            # Without the library every episode would look missing and be downloaded again.
-            raise StorageError(f"the library {root} does not exist; is its disk mounted?", details={"path": str(root)})
         if selected:
-            folders, feed = await asyncio.gather(asyncio.to_thread(list_folders, root), self._read_feed())
+            # Without the library (missing, or an empty mount point while episode files are known) every episode
+            # would look missing and be downloaded again: refused, before the site is asked and after the listing.
+            known = await self._db.count_episode_files()
+            problem = await asyncio.to_thread(unavailable, root, known)
+            if problem is not None:
+                raise StorageError(problem, details={"path": str(root)})
+            folders, feed = await asyncio.gather(asyncio.to_thread(mounted_folders, root, known), self._read_feed())
         else:
             folders, feed = [], None  # nothing to check: not even the feed is worth a request
         live = await self._db.list_downloads((DownloadStatus.PENDING, DownloadStatus.DOWNLOADING))
@@ -612,6 +619,8 @@ class Rescanner:
         if series.refreshed_at is None or series.folder not in run.folders:
             return  # no metadata read yet, or no folder: nothing to describe, and no empty folder is created
         folder = Path(self._config.library.path) / series.folder
+        if not await asyncio.to_thread(folder.is_dir):
+            return  # gone since the listing (its disk unmounted): writing would create it in the empty mount point
         metadata = ShowMetadata(
             title=series.title,
             year=series.year,
@@ -625,7 +634,8 @@ class Rescanner:
             await asyncio.to_thread(write_show_nfo, folder, metadata, self._temp.folder)
             if series.cover_url and run.halted is None and await asyncio.to_thread(needs_poster, folder):
                 await self._write_poster(series, series.cover_url, folder, full=full)
-        except OSError as err:
+        except (OSError, StorageError) as err:
+            # A full disk must not fail the whole rescan: the NFO and poster are written again by a later one.
             LOGGER.warning("Could not write the metadata of %s into %s: %s", series.key, folder, err)
 
     async def _write_poster(self, series: Series, cover_url: str, folder: Path, *, full: bool) -> None:
@@ -661,6 +671,11 @@ class Rescanner:
         await asyncio.to_thread(write_poster, folder, cover, self._temp.folder)
         if failed is not None:
             await self._db.set_setting(setting, None)  # it works now: a later missing poster is fetched at once
+
+
+def _retrieve(task: asyncio.Task[ScanResult]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _Count(Protocol):

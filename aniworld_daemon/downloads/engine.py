@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aniworld_daemon.config import Config
 from aniworld_daemon.downloads import ytdlp
+from aniworld_daemon.downloads.disk import LibraryDisk, free_bytes
 from aniworld_daemon.downloads.job import EpisodeJob, JobControl
 from aniworld_daemon.downloads.outcomes import Outcomes
 from aniworld_daemon.downloads.snapshot import ActiveDownload, QueueFigures, QueueSnapshot, build_snapshot
@@ -27,6 +27,7 @@ from aniworld_daemon.errors import (
     Blocked,
     NotFoundError,
     NoWantedLanguage,
+    StorageError,
     ValidationError,
 )
 from aniworld_daemon.events import (
@@ -41,6 +42,7 @@ from aniworld_daemon.events import (
     QueueStopped,
     SeriesRemoved,
 )
+from aniworld_daemon.health import Check
 from aniworld_daemon.models import Download, DownloadStatus, Episode, Language, PauseReason, Priority, Series
 from aniworld_daemon.naming import NamingTemplate
 from aniworld_daemon.provider.aniworld import AniworldProvider
@@ -52,7 +54,9 @@ from aniworld_daemon.store.database import Database
 LOGGER = logging.getLogger(__name__)
 
 PERSIST_INTERVAL = 5.0  # seconds between writes of an active download's byte count
-SPACE_CHECK_INTERVAL = 30.0  # seconds between free-space checks while the queue is paused for space
+# Seconds between checks of the free space (one statvfs) and of the library's mount (one listing of its root, one
+# count) while downloads wait for them: cheap enough to notice a freed disk or a remounted NAS soon.
+SPACE_CHECK_INTERVAL = 10.0
 _PAUSED_SETTING = "queue_paused"  # a user's pause survives restarts
 
 
@@ -63,11 +67,6 @@ class CancelReason(StrEnum):
     SHUTDOWN = "shutdown"  # daemon stopping: the same
     CANCEL = "cancel"  # the user cancelled it: item `cancelled`, partial file removed
     REMOVE = "remove"  # the user removed it: item deleted, partial file removed
-
-
-def free_bytes(path: Path) -> int:
-    """Free space on the file system holding `path`, for an unprivileged user."""
-    return shutil.disk_usage(path).free
 
 
 def in_window(window: tuple[dt_time, dt_time] | None, now: datetime) -> bool:
@@ -126,14 +125,13 @@ class Downloader:
         self._config = config
         self._temp = temp
         self._only: set[str] | None = None  # a foreground run works on these items (and those it adds) only
-        self._free_space = free_space
+        self._disk = LibraryDisk(db, bus, config, free_space)
         self._space_check_interval = space_check_interval
         self._job = self._build_job(config)
         self._outcomes = Outcomes(db, bus, http, temp, config.downloads)
         self._active: dict[str, _Active] = {}
         self._running = False
         self._paused = False
-        self._space_problem: str | None = None
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -150,7 +148,12 @@ class Downloader:
             NamingTemplate(config.library.naming),
             # yt-dlp retries a failing request itself, immediately; few, because the queue's backoff is the patient
             # retry. For HLS the two multiply (each fragment try retries its request): 4 x 4 requests at most.
-            ytdlp.YtdlpOptions(retries=3, fragment_retries=3, rate_limit=downloads.rate_limit),
+            ytdlp.YtdlpOptions(
+                retries=3,
+                fragment_retries=3,
+                rate_limit=downloads.rate_limit,
+                stall_timeout=downloads.stall_timeout.total_seconds(),
+            ),
             self._temp,
         )
 
@@ -196,6 +199,7 @@ class Downloader:
 
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded configuration (limits, window, hosters, naming) to downloads started from now on."""
+        self._disk.reconfigure(config)
         self._config = config
         self._temp.reconfigure(config.library.path)
         self._job = self._build_job(config)
@@ -337,11 +341,11 @@ class Downloader:
     @property
     def paused(self) -> bool:
         """True while no new downloads start because of a user's pause or low disk space."""
-        return self._paused or self._space_problem is not None
+        return self._paused or self._disk.space_problem is not None
 
-    def problems(self) -> list[str]:
-        """Health problems of the queue (low disk space), for /health and MQTT."""
-        return [self._space_problem] if self._space_problem else []
+    def problems(self) -> list[str | Check]:
+        """Health problems of the queue (low disk space, as the `free_space` check), for /health and MQTT."""
+        return self._disk.problems()
 
     async def get(self, item_id: str) -> Download | None:
         """One queue item as stored, or None."""
@@ -356,7 +360,7 @@ class Downloader:
 
         `limit`: list at most this many items of each status (the first in queue order), for a big queue.
         """
-        if self._space_problem:
+        if self._disk.space_problem:
             reason: PauseReason | None = PauseReason.LOW_DISK_SPACE
         else:
             reason = PauseReason.USER if self._paused else None
@@ -378,7 +382,7 @@ class Downloader:
             await self._db.version(),
             self._running,
             self._paused,
-            self._space_problem,
+            self._disk.revision(),
             tuple((entry.item.id, entry.progress) for entry in self._active.values()),
         )
 
@@ -414,7 +418,7 @@ class Downloader:
         if not self._running or self._paused:
             return None
         downloads = self._config.downloads
-        if not await self._space_ok():
+        if not await self._disk.ready():
             return self._space_check_interval
         now = datetime.now(UTC)
         if downloads.window is not None and not in_window(downloads.window, now.astimezone()):
@@ -435,31 +439,6 @@ class Downloader:
             if claimed is not None:
                 self._launch(claimed)
         return None
-
-    async def _space_ok(self) -> bool:
-        """Check free space; pause (and report) below `min_free_space`, resume when space is back."""
-        library = self._config.library.path
-        minimum = self._config.downloads.min_free_space
-        try:
-            free = await asyncio.to_thread(self._free_space, library)
-        except OSError as err:
-            free, problem = 0, f"cannot read the free space of {library}: {err.strerror or err}"
-        else:
-            problem = (
-                f"only {_size(free)} free on {library}, below downloads.min_free_space ({_size(minimum)});"
-                " downloads are paused until space is freed"
-            )
-        if free >= minimum:
-            if self._space_problem is not None:
-                LOGGER.info("Free space is back (%s); resuming downloads", _size(free))
-                self._space_problem = None
-                self._bus.emit(QueueResumed())
-            return True
-        if self._space_problem is None:
-            LOGGER.warning("%s", problem)
-            self._bus.emit(QueuePaused(reason=PauseReason.LOW_DISK_SPACE))
-        self._space_problem = problem
-        return False
 
     def _launch(self, item: Download) -> None:
         entry = _Active(item)
@@ -507,6 +486,7 @@ class Downloader:
                 cancel=entry.cancel,
                 on_progress=lambda progress: self._on_progress(entry, progress),
                 on_hoster=lambda language, hoster: self._on_hoster(entry, language, hoster),
+                library_problem=self._disk.unavailable,
             )
             imported = await self._job.run(item, series, languages, control)
             entry.transferred = True
@@ -520,13 +500,30 @@ class Downloader:
         except AniworldError as err:
             if entry.reason is not None:
                 await asyncio.shield(self._after_cancel(entry))
-            else:
+            elif not await self._postponed(entry, err):
                 await self._outcomes.failed_attempt(item, err.code, err.message)
         except Exception as err:  # a bug must not wedge the queue: count it as a failed attempt
-            LOGGER.exception("Downloading %s failed unexpectedly", item.label)
-            await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
+            if not await self._postponed(entry, err):
+                LOGGER.exception("Downloading %s failed unexpectedly", item.label)
+                await self._outcomes.failed_attempt(item, "internal_error", f"unexpected error: {err!r}")
         else:
             await self._outcomes.completed(item, imported)
+
+    async def _postponed(self, entry: _Active, err: Exception) -> bool:
+        """A failure that is the disk's, not the download's: the item waits, not an attempt; True when it was.
+
+        The library's disk ran full (the queue pauses until space is freed), or the library is not mounted (nothing
+        starts until it is back). Either way the partial files stay, and the download continues from them later.
+        """
+        item, progress = entry.item, entry.progress
+        total = progress.total_bytes if progress is not None else item.bytes_total
+        bytes_done = progress.downloaded_bytes if progress is not None else item.bytes_downloaded
+        why = await self._disk.postpone(err, max(total - bytes_done, 0) if total else 0)
+        if why is None:
+            return False
+        message = err.message if isinstance(err, AniworldError) else str(err)
+        await self._outcomes.postponed(item, StorageError.code, f"{message}; {why}", bytes_done)
+        return True
 
     async def _with_metadata(self, series: Series) -> Series:
         """A series never rescanned (just added to the config) gets its title and folder from its page, once."""
@@ -602,13 +599,3 @@ class Downloader:
             await self._outcomes.cancelled(item)
         else:
             await self._outcomes.dropped(item)  # removed: its row goes (or went with its series)
-
-
-# -- helpers ----------------------------------------------------------------------------------------------------
-
-
-def _size(value: int) -> str:
-    for unit, factor in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
-        if value >= factor:
-            return f"{value / factor:.1f} {unit}"
-    return f"{value} bytes"

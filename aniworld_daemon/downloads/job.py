@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,10 @@ class Imported:
     downloaded: bool  # False when the file was already in the library
 
 
+async def _no_problem() -> str | None:
+    return None
+
+
 @dataclass(slots=True)
 class JobControl:
     """What the queue engine hands one running job: the cancel flag and callbacks for progress and hoster choice."""
@@ -63,6 +67,15 @@ class JobControl:
     on_hoster: Callable[[Language, str], None]
     # (hoster, error) for every hoster that failed in this attempt, in order
     failures: list[tuple[str, AniworldError]] = field(default_factory=list)
+    # Why the library cannot be written now (not mounted), or None; asked before anything is written into it.
+    library_problem: Callable[[], Awaitable[str | None]] = field(default=_no_problem)
+
+
+async def _ensure_library(control: JobControl) -> None:
+    """StorageError when the library is not there: nothing may be created in an empty mount point."""
+    problem = await control.library_problem()
+    if problem is not None:
+        raise StorageError(problem, details={"reason": "library_unavailable"})
 
 
 def candidates(page: EpisodePage, languages: Sequence[Language], hosters: HosterRegistry) -> list[Candidate]:
@@ -120,6 +133,8 @@ class EpisodeJob:
                 + (f" (only in {', '.join(language.value for language in page.languages)})" if page.languages else ""),
                 details={"languages": [language.value for language in page.languages]},
             )
+        # yt-dlp and prepare() create the temp dir: never in the empty mount point of a library whose disk went away.
+        await _ensure_library(control)
         folder = await self._temp.prepare()
         previous_hoster = item.hoster
         for candidate in options:
@@ -143,6 +158,7 @@ class EpisodeJob:
                 control.failures.append((name, err))
             else:
                 title = page.title_de or page.title_en
+                await _ensure_library(control)  # the import creates series and season folders
                 return await asyncio.to_thread(self._import, item, series, file, title, candidate)
             LOGGER.info(
                 "%s: %s (%s) failed: %s",
@@ -159,6 +175,7 @@ class EpisodeJob:
         """The verified download of one hoster: resumed from what a previous attempt left when that can be trusted."""
         media = await candidate.resolver.resolve(self._http, embed_url)
         control.on_hoster(candidate.language, candidate.resolver.name)
+        await _ensure_library(control)  # resolving took a while: the library may have gone meanwhile
         resumed = await self._temp.vet(item.id, media.kind, media.hoster)
         try:
             return await self._download_checked(item, media, folder, control, resumed=resumed)

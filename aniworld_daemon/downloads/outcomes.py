@@ -234,6 +234,22 @@ class Outcomes:
         )
         self._bus.emit(_failed_event(item, err.code, err.message, will_retry=True, next_attempt_at=until))
 
+    async def postponed(self, item: Download, code: str, message: str, bytes_done: int) -> None:
+        """The disk failed the download (full, or the library not mounted): `pending`, not an attempt.
+
+        Its partial files stay for the resume; the queue engine starts it again once the disk is fine.
+        """
+        LOGGER.warning("%s waits for the library's disk: %s", item.label, message)
+        await self._db.update_download(
+            item.id,
+            status=DownloadStatus.PENDING,
+            next_attempt_at=None,
+            bytes_downloaded=bytes_done,
+            error_code=code,
+            error_message=message,
+        )
+        self._bus.emit(_failed_event(item, code, message, will_retry=True, next_attempt_at=None))
+
     async def failed_attempt(self, item: Download, code: str, message: str) -> None:
         """An attempt failed: `pending` after the backoff, or `failed` after `retries` attempts."""
         attempts = item.attempts + 1
