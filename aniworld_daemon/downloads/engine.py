@@ -413,9 +413,13 @@ class Downloader:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=max(delay, 0.05))
 
+    def _may_start(self) -> bool:
+        """Neither stopped nor paused by the user (read again after each await: a command may land in between)."""
+        return self._running and not self._paused
+
     async def _start_due(self) -> float | None:
         """Start what may start now; return seconds until the next check (None: until woken)."""
-        if not self._running or self._paused:
+        if not self._may_start():
             return None
         downloads = self._config.downloads
         if not await self._disk.ready():
@@ -435,9 +439,16 @@ class Downloader:
             if item is None:
                 due = await self._db.next_pending_due(self._only)
                 return None if due is None else (due - datetime.now(UTC)).total_seconds()
+            if not self._may_start():
+                return None  # stopped or paused while this pass awaited: what it found stays pending
             claimed = await self._outcomes.started(item, now)
-            if claimed is not None:
-                self._launch(claimed)
+            if claimed is None:
+                continue
+            if not self._may_start():
+                # Stopped or paused while the claim was written: the item goes back, no worker starts after a stop.
+                await self._outcomes.interrupted(claimed, claimed.bytes_downloaded, "stop")
+                return None
+            self._launch(claimed)
         return None
 
     def _launch(self, item: Download) -> None:

@@ -125,6 +125,7 @@ class Outcomes:
                 await self._db.update_download(
                     item.id,
                     status=DownloadStatus.PENDING,
+                    position=await self._db.next_position(),  # its old one may be another live item's by now
                     attempts=0,
                     next_attempt_at=None,
                     error_code=None,

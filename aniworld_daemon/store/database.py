@@ -456,7 +456,7 @@ class Database:
         async with self._transaction(f"queueing {len(items)} downloads") as conn:
             rows = list(
                 await conn.execute_fetchall(
-                    "SELECT COALESCE(MAX(position), -1) + 1 FROM downloads WHERE status = 'pending'"
+                    "SELECT COALESCE(MAX(position), -1) + 1 FROM downloads WHERE status IN ('pending', 'downloading')"
                 )
             )
             position = int(rows[0][0])
@@ -638,20 +638,32 @@ class Database:
             return cursor.rowcount
 
     async def reorder_download(self, download_id: str, new_position: int) -> None:
-        """Move a pending item to index `new_position` (clamped) of the pending queue; renumber it 0..n-1."""
+        """Move a pending item to index `new_position` (clamped) of the pending queue; renumber the live items."""
         async with self._transaction(f"reordering download {download_id}") as conn:
             rows = await conn.execute_fetchall(
-                "SELECT id FROM downloads WHERE status = 'pending' ORDER BY priority_rank, position, created_at, id"
+                "SELECT id, status FROM downloads WHERE status IN ('pending', 'downloading')"
+                " ORDER BY priority_rank, position, created_at, id"
             )
-            order = [row[0] for row in rows]
+            running = [row[0] for row in rows if row[1] == DownloadStatus.DOWNLOADING.value]
+            order = [row[0] for row in rows if row[1] == DownloadStatus.PENDING.value]
             if download_id not in order:
                 raise NotFoundError(f"download {download_id} is not a pending item", details={"id": download_id})
             order.remove(download_id)
             order.insert(max(0, min(new_position, len(order))), download_id)
+            # Running items are numbered too (first): one stopped goes back to pending with a position of its own.
             await conn.executemany(
                 "UPDATE downloads SET position = ? WHERE id = ?",
-                [(position, item_id) for position, item_id in enumerate(order)],
+                [(position, item_id) for position, item_id in enumerate(running + order)],
             )
+
+    async def next_position(self) -> int:
+        """The position after every live (pending or downloading) item: the end of the queue."""
+        row = await self._fetchone(
+            "reading the end of the queue",
+            "SELECT COALESCE(MAX(position), -1) + 1 FROM downloads WHERE status IN ('pending', 'downloading')",
+            (),
+        )
+        return int(row[0]) if row is not None else 0
 
     async def reset_interrupted_downloads(self) -> int:
         """Put items left `downloading` by a crash back to `pending`; return how many."""
