@@ -6,6 +6,7 @@ read when Prometheus scrapes, so they are exact and cost nothing in between.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 
@@ -39,6 +40,7 @@ class _Scraped(Collector):
         self.last_scan: ScanReport | None = None
         self.provider_requests = 0
         self.cooldowns = 0
+        self.tasks = 0
 
     def collect(self) -> Iterator[Metric]:
         """The gauges, in the text format's families."""
@@ -68,6 +70,10 @@ class _Scraped(Collector):
             value=self.provider_requests,
         )
         yield GaugeMetricFamily("aniworld_provider_cooldowns", "Hosts that refused us and wait", value=self.cooldowns)
+        # A task that is never awaited or cancelled grows this without bound: bench/soak.py watches it over time.
+        yield GaugeMetricFamily(
+            "aniworld_asyncio_tasks", "Unfinished asyncio tasks of the daemon's loop", value=self.tasks
+        )
 
 
 class Metrics:
@@ -121,6 +127,7 @@ class Metrics:
         scraped.last_scan = last_scan
         scraped.provider_requests = self._http.requests_made
         scraped.cooldowns = len(self._http.cooldowns())
+        scraped.tasks = len(asyncio.all_tasks())  # render() runs on the loop (a request handler)
         return generate_latest(self.registry)
 
     def close(self) -> None:

@@ -490,6 +490,9 @@ async def test_history_backups_and_metrics(served: Served, api: aiohttp.ClientSe
     assert 'aniworld_queue_items{state="pending"} 4.0' in text
     assert 'aniworld_http_requests_total{method="POST",route="/api/system/backup",status="201"} 1.0' in text
     assert "aniworld_last_scan_duration_seconds" in text
+    # At least the task serving this very request.
+    [tasks] = [line.split()[1] for line in text.splitlines() if line.startswith("aniworld_asyncio_tasks ")]
+    assert float(tasks) >= 1
 
 
 # --- auth: the key file, login sessions, the rate limit, ingress, secrets -------------------------------------------

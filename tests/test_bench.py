@@ -70,3 +70,35 @@ def test_quick_run_prints_its_figures(bench: str) -> None:
     assert result.returncode == 0, output
     for pattern in FIGURES[bench]:
         assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
+
+
+# The soak judges itself: its quick run exits 1 when an episode is lost or stuck, a WebSocket client misses an event or
+# the daemon does not say `online` after a broker restart (the growth targets need a long run and are only printed).
+SOAK_SECONDS = 240  # 40 s of soak, start and drain; the drain is bounded at 120 s
+SOAK_FIGURES = [
+    r"time +RSS MB +fds +tasks +thr +db MB",
+    # fds, tasks and threads are `-` in a row whose period the broker was down from start to end
+    r"\d+:\d\d +[\d.]+ +(\d+|-) +(\d+|-) +(\d+|-) +[\d.]+ +\d+ +\d+ +\d+ +\d+ +\d+ +\d+ +\d+ ",
+    r"RSS \(MB\) +[\d.]+ -> +[\d.]+ +[+-][\d.]+% \(target < 5%\): (met|MISSED)",
+    r"asyncio tasks +([\d.]+|-) -> +([\d.]+|-) +[+-][\d.]+% \(target < 5% or at most \+2\): (met|MISSED)",
+    r"nothing lost: \d+ episodes wanted \(\d+ released during the run\), .*: met",
+    r"nothing stuck: 0 items `downloading` longer than [\d.]+ min: met",
+    r"clients: 2 WebSocket clients got [\d,]+ messages, 0 drops, 0 seq gaps; .* exit status 0 after SIGTERM: met",
+]
+
+
+@pytest.mark.timeout(SOAK_SECONDS + 30)
+def test_soak_quick_run_loses_nothing() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--quick"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SOAK_SECONDS,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+    for pattern in SOAK_FIGURES:
+        assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
