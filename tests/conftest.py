@@ -17,7 +17,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.config import Config, load_config
 from tests.fakesite.core import Media, ensure_media
 from tests.fakesite.server import FakeSite
-from tests.helpers import Broker, Daemon, Recorder, StartApp, free_port, minimal_config
+from tests.helpers import Broker, Daemon, Recorder, StartApp, api_session, free_port, minimal_config
 
 # One Hypothesis profile for the whole suite, loaded here because conftest.py is imported before any test module (a
 # test's own @settings(...) starts from it and overrides only what it names). Our property tests do real work per
@@ -89,12 +89,7 @@ async def app(config: Config) -> AsyncIterator[Application]:
 @pytest.fixture
 async def client(app: Application) -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client whose base URL is the running app, sending its API key."""
-    host, port = app.web.addresses[0]
-    async with aiohttp.ClientSession(
-        base_url=f"http://{host}:{port}",
-        headers={"X-Api-Key": app.auth.key},
-        timeout=aiohttp.ClientTimeout(total=10),
-    ) as session:
+    async with api_session(app) as session:
         yield session
 
 

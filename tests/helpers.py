@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeGuard, TypeVar
 
+import aiohttp
 import pytest
 
 from aniworld_daemon.app import Application
@@ -181,6 +182,16 @@ class Daemon:
             self.process.kill()
             self.process.wait(timeout=10)
         self._log.close()
+
+
+def api_session(app: Application, timeout: float = 10) -> aiohttp.ClientSession:
+    """An HTTP client whose base URL is the running app, sending its API key (use it with `async with`)."""
+    host, port = app.web.addresses[0]
+    return aiohttp.ClientSession(
+        base_url=f"http://{host}:{port}",
+        headers={"X-Api-Key": app.auth.key},
+        timeout=aiohttp.ClientTimeout(total=timeout),
+    )
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 30.0, what: str = "condition") -> None:

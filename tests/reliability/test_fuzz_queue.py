@@ -41,7 +41,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.errors import AniworldError
 from aniworld_daemon.models import DownloadStatus, EpisodeState, Priority
 from tests.fakesite.server import FakeSite
-from tests.helpers import StartApp
+from tests.helpers import StartApp, api_session
 
 SERIES = "blade-of-dawn"  # season 1: six episodes in German sub on doodstream; 1x7, 1x8 and season 9 do not exist
 BANDWIDTH = 3_000_000  # bytes/s per connection: an episode (~1.9 MB) stays active for a step or two
@@ -148,12 +148,7 @@ async def rig(fakesite: FakeSite, start_app: StartApp) -> AsyncIterator[Rig]:
     """The Application on the fake site with slowed media, an API client, and the test's loop."""
     fakesite.knobs.bandwidth = BANDWIDTH
     app = await start_app(queue_yaml(fakesite))
-    host, port = app.web.addresses[0]
-    async with aiohttp.ClientSession(
-        base_url=f"http://{host}:{port}",
-        headers={"X-Api-Key": app.auth.key},
-        timeout=aiohttp.ClientTimeout(total=30),
-    ) as http:
+    async with api_session(app, timeout=30) as http:
         yield Rig(app, http, asyncio.get_running_loop())
         # Quiet the queue before the app stops: nothing is left half way for the next test's temp folder.
         await app.commands.call("queue.stop")

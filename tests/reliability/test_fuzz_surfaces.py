@@ -42,7 +42,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.health import CheckLevel
 from aniworld_daemon.mqtt.bridge import QUEUE_WORDS, REQUESTS, SWITCH_WORDS
 from tests.fakesite.server import FakeSite
-from tests.helpers import Broker, StartApp
+from tests.helpers import Broker, StartApp, api_session
 
 pytestmark = [
     pytest.mark.timeout(180),
@@ -106,11 +106,7 @@ async def surface(fakesite: FakeSite, broker: Broker, start_app: StartApp) -> As
         assert time.monotonic() < deadline, "the bridge did not connect"
         await asyncio.sleep(0.05)
     host, port = app.web.addresses[0]
-    async with aiohttp.ClientSession(
-        base_url=f"http://{host}:{port}",
-        headers={"X-Api-Key": app.auth.key},
-        timeout=aiohttp.ClientTimeout(total=30),
-    ) as http:
+    async with api_session(app, timeout=30) as http:
         yield Surface(app, http, asyncio.get_running_loop(), host, port)
 
 
