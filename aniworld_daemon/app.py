@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import voluptuous as vol
@@ -30,7 +32,7 @@ from aniworld_daemon.provider.http import HttpClient
 from aniworld_daemon.rescan import Rescanner, ScanResult
 from aniworld_daemon.scheduler import Scheduler
 from aniworld_daemon.series import SeriesManager
-from aniworld_daemon.store.backups import Backups
+from aniworld_daemon.store.backups import BACKUP_ANCHOR, Backup, BackupReason, Backups, DataDirLock
 from aniworld_daemon.store.database import Database
 from aniworld_daemon.systemd import SystemdNotifier
 from aniworld_daemon.web.api import Api
@@ -52,7 +54,9 @@ class Application:
         self.config = config
         self._verbose = verbose  # -v wins over logging.level, also across reloads
         self.bus = EventBus()
-        self.db = Database(config.data_dir / DB_FILE)
+        # Every process on this data dir holds the lock shared; a restore needs it alone.
+        self.lock = DataDirLock(config.data_dir)
+        self.db = Database(config.data_dir / DB_FILE, before_migration=self._backup_before_migration)
         self.http = HttpClient(config.provider)
         self.provider = AniworldProvider(self.http, config.provider.base_url)
         self.series = SeriesManager(self.db, self.provider, self.bus, NamingTemplate(config.library.naming))
@@ -62,8 +66,13 @@ class Application:
         self.rescanner = Rescanner(
             self.db, self.provider, self.bus, self.series, config, queue=self.downloader, temp=self.temp
         )
-        self.scheduler = Scheduler(config.schedule, self._scheduled_rescan)
-        self.backups = Backups(self.db, config.data_dir)
+        self.scheduler = Scheduler(
+            config.schedule,
+            self._scheduled_rescan,
+            backup_every=config.backup.every,
+            backup_job=self._scheduled_backup,
+        )
+        self.backups = Backups(self.db, config.data_dir, config.source, config.backup.keep)
         self.commands = build_command_table(
             self.downloader,
             self.series,
@@ -128,7 +137,7 @@ class Application:
         LOGGER.info("Starting aniworld-daemon %s with %s", __version__, self.config.source)
         try:
             await self._prepare_directories()
-            await self._start_step("store", self.db.open, self.db.close)
+            await self._start_step("store", self._open_store, self._close_store)
             await self._start_step("http", self.http.start, self.http.close)
             await self._start_step("series", self._sync_series, _nothing)
             # A report left `running` by a kill becomes `interrupted` before any new rescan can start.
@@ -160,7 +169,30 @@ class Application:
                 self.scheduler.set_override(rescan_schedule(override))
             except vol.Invalid as err:  # stored by an older version with other rules: the config's schedule runs
                 LOGGER.warning("Ignoring the stored schedule override %r: %s", override, err)
-        await self.scheduler.start(last_run=latest[0].started_at if latest else None)
+        await self.scheduler.start(
+            last_run=latest[0].started_at if latest else None, backup_anchor=await self._backup_anchor()
+        )
+
+    async def _backup_anchor(self) -> datetime:
+        """What the backup schedule counts from: the newest backup, else the first start that had none (stored)."""
+        newest = await self.backups.newest()
+        if newest is not None:
+            return newest.created_at
+        stored = await self.db.get_setting(BACKUP_ANCHOR)
+        if isinstance(stored, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(stored)
+        now = datetime.now(UTC)
+        # Stored, so a daemon restarted more often than backup.every still takes its first backup in time.
+        await self.db.set_setting(BACKUP_ANCHOR, now.isoformat())
+        return now
+
+    async def _scheduled_backup(self) -> Backup:
+        return await self.backups.create(BackupReason.SCHEDULED)
+
+    async def _backup_before_migration(self, current: int, target: int) -> None:
+        LOGGER.info("Backing up the database before migrating it from schema version %d to %d", current, target)
+        await self.backups.create(BackupReason.MIGRATION)
 
     @asynccontextmanager
     async def components(self) -> AsyncIterator[Application]:
@@ -171,7 +203,7 @@ class Application:
         """
         try:
             await self._prepare_directories()
-            await self._start_step("store", self.db.open, self.db.close)
+            await self._start_step("store", self._open_store, self._close_store)
             await self._start_step("http", self.http.start, self.http.close)
             await self._start_step("series", self._sync_series, self.rescanner.stop)
             await self._start_step("queue state", self.downloader.restore, self.downloader.stop)
@@ -179,6 +211,31 @@ class Application:
             await self.bus.drain()
         finally:
             await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
+
+    @asynccontextmanager
+    async def storage(self) -> AsyncIterator[Application]:
+        """Start only the store (and take the data dir's shared lock): for `aniworld-daemon backup`."""
+        try:
+            await self._prepare_directories()
+            await self._start_step("store", self._open_store, self._close_store)
+            yield self
+        finally:
+            await self._stop_components(deadline=time.monotonic() + STOP_TIMEOUT)
+
+    async def _open_store(self) -> None:
+        # The data dir's lock first: a restore running now must finish before the database is opened.
+        self.lock.acquire_shared()
+        try:
+            await self.db.open()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    async def _close_store(self) -> None:
+        try:
+            await self.db.close()
+        finally:
+            self.lock.release()
 
     async def _scheduled_rescan(self, trigger: str) -> ScanResult:
         return await self.rescanner.rescan(trigger)
@@ -270,6 +327,10 @@ class Application:
         self.health.reconfigure(new.library.path, new.downloads.min_free_space)
         self.rescanner.reconfigure(new)
         self.scheduler.reconfigure(new.schedule)
+        # data_dir needs a restart: the backups stay beside the database in use until then.
+        self.backups.reconfigure(self.db.path.parent, new.source, new.backup.keep)
+        newest = await self.backups.newest()
+        self.scheduler.reconfigure_backups(new.backup.every, newest.created_at if newest else None)
         await self.series.sync_config(new.series)
         apply_log_level(new.logging.level, verbose=self._verbose)
         self.notifier.status(self.status_line())

@@ -321,6 +321,6 @@ def build_command_table(
         {vol.Required("enabled"): boolean},
         set_auto_download,
     )
-    table.register("backup.list", "the database's backups, newest first", {}, lambda _: backups.list())
-    table.register("backup.create", "back up the database now", {}, lambda _: backups.create())
+    table.register("backup.list", "the backups (database and config file), newest first", {}, lambda _: backups.list())
+    table.register("backup.create", "back up the database and the config file now", {}, lambda _: backups.create())
     return table

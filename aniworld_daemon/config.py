@@ -179,6 +179,14 @@ class MqttConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """Scheduled backups of the database and the config file into `<data_dir>/backups`."""
+
+    every: timedelta | None  # None: none on a schedule (a migration still takes one)
+    keep: int  # the newest this many backups are kept
+
+
+@dataclass(frozen=True, slots=True)
 class LoggingConfig:
     """Logging."""
 
@@ -198,6 +206,7 @@ class Config:
     series: tuple[SeriesConfig, ...]
     api: ApiConfig
     mqtt: MqttConfig
+    backup: BackupConfig
     logging: LoggingConfig
     # Key paths whose values came from !secret (like ("mqtt", "password")): redacted wherever the config is shown.
     secret_paths: frozenset[KeyPath] = field(default=frozenset(), repr=False)
@@ -224,6 +233,16 @@ def rescan_schedule(value: Any) -> RescanSchedule:
         "expected a crontab like '0 3 * * *', 'every 6h', '03:00 mon,thu', {time: '03:00', days: [mon, thu]} "
         "or {every: 6h}"
     )
+
+
+def backup_interval(value: Any) -> timedelta | None:
+    """How often a backup is taken: a duration like 7d or 12h, or `off` (or null) for none on a schedule."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+        return None
+    try:
+        return duration(value)
+    except vol.Invalid:
+        raise vol.Invalid("expected a duration like 7d, 1d or 12h, or off for no scheduled backups") from None
 
 
 def series_entry(value: Any) -> SeriesConfig:
@@ -385,6 +404,12 @@ CONFIG_SCHEMA = section(
                         }
                     ),
                 ),
+            }
+        ),
+        vol.Optional("backup", default={}): section(
+            {
+                vol.Optional("every", default="7d"): backup_interval,
+                vol.Optional("keep", default=4): int_range(1, 1000),
             }
         ),
         vol.Optional("logging", default={}): section({vol.Optional("level", default="info"): log_level}),
@@ -709,6 +734,7 @@ def _build(source: Path, data: dict[str, Any], secret_paths: frozenset[KeyPath] 
         mqtt=MqttConfig(
             **{**mqtt, "tls": _tls(base, mqtt["tls"])},
         ),
+        backup=BackupConfig(**data["backup"]),
         logging=LoggingConfig(**data["logging"]),
         secret_paths=secret_paths,
     )

@@ -126,3 +126,9 @@ class Forbidden(AniworldError):
     """Credentials are fine, but this request is not allowed (a WebSocket upgrade from another site's page)."""
 
     code = "forbidden"
+
+
+class DaemonUnreachable(AniworldError):
+    """The running daemon did not answer a command that asks it (`status`): not running, another address, not us."""
+
+    code = "daemon_unreachable"

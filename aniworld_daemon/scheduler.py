@@ -1,4 +1,4 @@
-"""When rescans run: the configured schedule as an APScheduler job on the daemon's event loop."""
+"""When rescans and backups run: the configured schedules as APScheduler jobs on the daemon's event loop."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ LOGGER = logging.getLogger(__name__)
 
 JOB_ID = "rescan"
 STARTUP_JOB_ID = "startup"
+BACKUP_JOB_ID = "backup"
 # A run may start this late (event loop busy, machine suspended) before it counts as missed.
 MISFIRE_GRACE_SECONDS = 3600
 # Rescans of many daemons should not all hit the site in the same second: clock-based runs start up to this late.
@@ -33,6 +34,20 @@ MIN_JITTERED_INTERVAL = timedelta(seconds=10)
 
 RescanJob = Callable[[str], Awaitable[object]]
 """The rescan the scheduler runs, called with the trigger name: "schedule", "startup" or run_now()'s."""
+BackupJob = Callable[[], Awaitable[object]]
+"""The scheduled backup."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def first_backup_due(anchor: datetime, every: timedelta, now: datetime) -> datetime:
+    """When the first scheduled backup after a start is due: `every` after `anchor` (the newest backup), now if past.
+
+    Counting from the newest backup, not from the start, keeps a daemon restarted more often than `every` backing up.
+    """
+    return max(now, anchor + every)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +147,15 @@ class Scheduler:
         *,
         last_run: datetime | None = None,
         tz: tzinfo | None = None,
+        backup_every: timedelta | None = None,
+        backup_job: BackupJob | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._config = config
+        self._backup_every = backup_every  # None: no scheduled backups
+        self._backup_job = backup_job
+        self._backup_anchor: datetime | None = None  # the newest backup, or when counting started (see start())
+        self._clock = clock  # now, aware; tests pass a clock of their own
         self._override: RescanSchedule | None = None  # set over the API; wins over config.rescan until dropped
         self._job = job
         self._last_run = _aware_utc(last_run)
@@ -146,10 +168,12 @@ class Scheduler:
         self._active = 0  # runs in progress, scheduled or run_now()
         self._tasks: set[asyncio.Task[object]] = set()  # executor tasks inside _scheduled_run, cancelled by stop()
 
-    async def start(self, *, last_run: datetime | None = None) -> None:
+    async def start(self, *, last_run: datetime | None = None, backup_anchor: datetime | None = None) -> None:
         """Start on the running loop and add the rescan job; with run_on_start, one run starts now (not awaited).
 
         `last_run`: when the last rescan ran (the newest stored scan report), so it survives restarts.
+        `backup_anchor`: when the newest backup was taken (or when counting started); the first scheduled backup is
+        due `backup_every` after it, or at once when that is past.
         """
         if self._started:
             raise RuntimeError("the scheduler was started already")
@@ -158,6 +182,8 @@ class Scheduler:
         self._started = True
         self._scheduler.start()  # binds to the running loop
         self._add_rescan_job()
+        self._backup_anchor = _aware_utc(backup_anchor) or self._clock()
+        self._add_backup_job()
         if self._config.run_on_start:
             self._add_job(STARTUP_JOB_ID, DateTrigger(run_date=datetime.now(self._tz), timezone=self._tz), "startup")
         LOGGER.info(
@@ -223,6 +249,59 @@ class Scheduler:
             return
         self._add_rescan_job()
         LOGGER.info("Rescans now run %s; the next at %s", _describe(self.rescan), self._format_next_run())
+
+    def reconfigure_backups(self, every: timedelta | None, anchor: datetime | None) -> None:
+        """Use a reloaded `backup.every`; `anchor` is the newest backup. An unchanged interval keeps its job."""
+        if every == self._backup_every:
+            return
+        self._backup_every = every
+        if anchor is not None:
+            self._backup_anchor = _aware_utc(anchor)
+        if self._started and not self._stopping:
+            self._add_backup_job()
+
+    def next_backup(self) -> datetime | None:
+        """When the next scheduled backup is due (UTC); None when none is scheduled or the scheduler is not started."""
+        job = self._scheduler.get_job(BACKUP_JOB_ID) if self._started and not self._stopping else None
+        return job.next_run_time.astimezone(UTC) if job is not None and job.next_run_time is not None else None
+
+    def _add_backup_job(self) -> None:
+        if self._backup_every is None or self._backup_job is None:
+            if self._scheduler.get_job(BACKUP_JOB_ID) is not None:
+                self._scheduler.remove_job(BACKUP_JOB_ID)
+            return
+        now = self._clock()
+        due = first_backup_due(self._backup_anchor or now, self._backup_every, now)
+        # The trigger gives the runs after the first; the first is due from the anchor, so a restart does not
+        # postpone it. No jitter: a backup stays on this machine.
+        self._scheduler.add_job(
+            self._scheduled_backup,
+            IntervalTrigger(seconds=self._backup_every.total_seconds(), timezone=self._tz),
+            id=BACKUP_JOB_ID,
+            name="scheduled backup",
+            next_run_time=due.astimezone(self._tz),
+            misfire_grace_time=MISFIRE_GRACE_SECONDS,
+            coalesce=True,
+            max_instances=1,
+            replace_existing=True,
+        )
+        LOGGER.info("Backups are taken every %s; the next at %s", _format_duration(self._backup_every), due.isoformat())
+
+    async def _scheduled_backup(self) -> None:
+        """The backup job APScheduler runs: errors logged, never raised (the next run is due all the same)."""
+        if self._stopping or self._backup_job is None:
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._backup_job()
+        except asyncio.CancelledError:
+            LOGGER.info("The scheduled backup was cancelled: the scheduler is stopping")
+        except Exception:
+            LOGGER.exception("The scheduled backup failed")
+        finally:
+            self._tasks.discard(task)
 
     def state(self) -> ScheduleState:
         """The schedule in words, the next run (None unless started), the last run, and whether a run is going on."""

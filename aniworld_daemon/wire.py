@@ -509,8 +509,18 @@ def _child(data: Any, part: str | int) -> Any:
 
 
 def backup_json(backup: Backup) -> dict[str, Any]:
-    """One database backup."""
-    return {"name": backup.name, "size": backup.size, "created_at": backup.created_at.isoformat()}
+    """One backup (a zip of the database and the config file); `reason`: scheduled, manual, migration, pre-restore."""
+    return {
+        "name": backup.name,
+        "size": backup.size,
+        "created_at": backup.created_at.isoformat(),
+        "reason": backup.reason.value,
+    }
+
+
+def status_json(address: str, system: Mapping[str, Any], queue: Mapping[str, Any]) -> dict[str, Any]:
+    """`status --json`: the address asked, and the bodies of GET /api/system/status and /api/queue/status?limit=0."""
+    return {"address": address, "system": dict(system), "queue": dict(queue)}
 
 
 # --- MQTT: `state` and `progress` (DESIGN section 12) --------------------------------------------------------------

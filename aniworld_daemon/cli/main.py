@@ -15,6 +15,7 @@ from aniworld_daemon.app import Application
 from aniworld_daemon.cli import library as library_commands
 from aniworld_daemon.cli import queue as queue_commands
 from aniworld_daemon.cli import site as site_commands
+from aniworld_daemon.cli import system as system_commands
 from aniworld_daemon.cli.output import default_progress, print_json
 from aniworld_daemon.config import Config, ProviderConfig, default_provider_config, load_config
 from aniworld_daemon.errors import AniworldError, ConfigError
@@ -102,6 +103,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     queue = commands.add_parser("queue", parents=[common], help="show the download queue of the configured data dir")
     queue.add_argument("--json", action="store_true", help="print JSON (the shape of GET /api/queue/status)")
+    backup = commands.add_parser(
+        "backup", parents=[common], help="back up the database and the config file now (the daemon may run meanwhile)"
+    )
+    backup.add_argument("--list", action="store_true", help="list the backups instead, newest first")
+    backup.add_argument("--json", action="store_true", help="print JSON (the shape of GET /api/system/backups)")
+    restore = commands.add_parser(
+        "restore", parents=[common], help="restore a backup into the data dir (only while the daemon is stopped)"
+    )
+    restore.add_argument("file", metavar="FILE", help="a backup file, or a name listed by `backup --list`")
+    restore.add_argument(
+        "--with-config",
+        dest="replace_config",
+        action="store_true",
+        help="also put the backup's config file in place of yours (default: written beside it as *.restored)",
+    )
+    restore.add_argument("--json", action="store_true", help="print JSON (the shape is documented in the README)")
+    status = commands.add_parser(
+        "status", parents=[common], help="the running daemon at a glance (asks its API); exit 1 when it does not answer"
+    )
+    status.add_argument("--json", action="store_true", help="print JSON (the bodies of the API's status routes)")
     return parser
 
 
@@ -250,6 +271,37 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _system_command(args: argparse.Namespace) -> int:
+    """Run `backup`, `restore` or `status`; errors are one line on stderr and exit status 1."""
+    config = _load(_config_path(args))
+    if config is None:
+        return 1
+    configure_logging("warning", verbose=args.verbose)
+    folder = config.data_dir / "backups"
+    try:
+        if args.command == "status":
+            found = asyncio.run(system_commands.status(config))
+            return _print_output(
+                wire.status_json(found.address, found.system, found.queue)
+                if args.json
+                else system_commands.status_text(found)
+            )
+        if args.command == "restore":
+            done = system_commands.restore_backup(config, args.file, replace_config=args.replace_config)
+            return _print_output(
+                system_commands.restored_json(done) if args.json else system_commands.restore_text(done)
+            )
+        if args.list:
+            found_backups = system_commands.backups(config)
+            if args.json:
+                return _print_output({"backups": [wire.backup_json(backup) for backup in found_backups]})
+            return _print_output(system_commands.backups_text(found_backups, folder))
+        made = asyncio.run(system_commands.backup_now(config))
+    except AniworldError as err:
+        return _print_error(err)
+    return _print_output(wire.backup_json(made) if args.json else system_commands.backup_text(made, folder))
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration and print every problem."""
     path = _config_path(args)
@@ -306,6 +358,9 @@ COMMANDS = {
     "download": _queue_command,
     "queue": _queue_command,
     "token": cmd_token,
+    "backup": _system_command,
+    "restore": _system_command,
+    "status": _system_command,
 }
 
 

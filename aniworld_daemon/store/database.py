@@ -8,7 +8,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -172,11 +172,16 @@ def _same(value: Any) -> Any:
     return value
 
 
+BeforeMigration: TypeAlias = Callable[[int, int], Awaitable[None]]
+"""Called with the current and the target schema version before the first pending migration of a used database."""
+
+
 class Database:
     """The daemon's SQLite database behind exactly one aiosqlite connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, before_migration: BeforeMigration | None = None) -> None:
         self._path = path
+        self._before_migration = before_migration
         self._conn: aiosqlite.Connection | None = None
         self._others = -1  # the last PRAGMA data_version read (see version())
         self._others_checked = -OTHERS_CHECK
@@ -274,6 +279,10 @@ class Database:
                 "upgrade aniworld-daemon",
                 details={"schema_version": current, "supported": target},
             )
+        if 0 < current < target and self._before_migration is not None:
+            # A backup of the old file first (a fresh, empty database has nothing to keep); when it fails, the
+            # database is not migrated and the start fails: better than a migration that cannot be undone.
+            await self._before_migration(current, target)
         applied = 0
         for version in range(current + 1, target + 1):
             async with self._transaction(f"migrating the database to schema version {version}") as db:
