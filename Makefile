@@ -7,7 +7,7 @@ CONFIG ?= config.example.yaml
 RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
 TEST_PACKAGES := $(RUN_PACKAGES) jq:jq wrk:wrk mosquitto:mosquitto openssl:openssl chromium:chromium strace:strace fusermount:fuse
 
-.PHONY: run test lint check-config demo clean
+.PHONY: run test lint check-config demo addon clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ demo: $(VENV)/.installed-run
 
 check-config: $(VENV)/.installed-run
 	$(BIN)/aniworld-daemon check-config -c "$(CONFIG)"
+
+# The Home Assistant add-on's daemon: a wheel of this repository in addon/ (ignored by git), which the add-on's
+# Dockerfile installs when the Supervisor builds the image on the device. Not a set-up step: only for the add-on.
+addon: | $(BIN)/activate
+	rm -f addon/aniworld_daemon-*.whl
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir addon .
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check aniworld_daemon tests bench scripts/demo

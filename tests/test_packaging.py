@@ -17,16 +17,18 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import aiomqtt
+import jsonschema  # type: ignore[import-untyped]  # no stubs in the test extras (types-jsonschema)
 import pytest
 import yaml
 from aiohttp import web
 
 from aniworld_daemon.config import CONFIG_SCHEMA, Config, MqttTls, SeriesConfig, load_config
+from aniworld_daemon.errors import ConfigError
 from tests.helpers import ROOT, Broker, Daemon, free_port
 
 ADDON = ROOT / "addon"
@@ -36,6 +38,10 @@ SCHEMA: dict[str, Any] = ADDON_CONFIG["schema"]
 SERVICE_DIR = ADDON / "rootfs" / "etc" / "services.d" / "aniworld-daemon"
 RUN_SCRIPT = SERVICE_DIR / "run"
 FINISH_SCRIPT = SERVICE_DIR / "finish"
+# The Supervisor's default ingress port (supervisor/addons/validate.py): config.yaml leaves it out, the run script
+# puts the daemon's API there.
+INGRESS_PORT = 8099
+LINTER_SCHEMA: dict[str, Any] = json.loads((ROOT / "tests" / "addon_schema.json").read_text(encoding="utf-8"))
 UNIT = ROOT / "systemd" / "aniworld-daemon.service"
 SYSUSERS = ROOT / "systemd" / "aniworld-daemon.sysusers"
 
@@ -45,7 +51,7 @@ SYSUSERS = ROOT / "systemd" / "aniworld-daemon.sysusers"
 ADDON_FIXED_KEYS = {
     "data_dir": "the run script sets /data: the add-on's persistent folder, included in backups",
     "api.host": "the run script sets 0.0.0.0: ingress connects from the Supervisor's network",
-    "api.port": "the run script sets 8099, the add-on's ingress_port",
+    "api.port": "the run script sets 8099, the Supervisor's default ingress_port",
     "api.key": "generated on first start and kept in /data; ingress needs no key",
     "api.allowed_origins": "ingress upgrades are trusted without an origin check, and the add-on exposes no port",
     "provider.base_url": "always https://aniworld.to; only the tests point it at the fake site",
@@ -303,38 +309,174 @@ def test_addon_metadata() -> None:
     assert set(ADDON_CONFIG["map"]) == {"media:rw", "addon_config:rw"}
     assert ADDON_CONFIG["services"] == ["mqtt:want"]
     assert "hassio_api" not in ADDON_CONFIG, "the services API needs only services: mqtt:want"
-    build = yaml.safe_load((ADDON / "build.yaml").read_text(encoding="utf-8"))
-    assert set(build["build_from"]) == set(ADDON_CONFIG["arch"]) == {"amd64", "aarch64"}
+    assert set(ADDON_CONFIG["arch"]) == {"amd64", "aarch64"}
 
 
-def test_addon_installs_the_package_of_its_own_version() -> None:
-    # The image runs `pip install aniworld-daemon==${BUILD_VERSION}`: the add-on's version must be a package version.
-    dockerfile = (ADDON / "Dockerfile").read_text(encoding="utf-8")
-    assert 'pip install --no-cache-dir "aniworld-daemon==${BUILD_VERSION}"' in dockerfile
+def test_addon_version_is_the_package_version() -> None:
+    # The image installs aniworld_daemon-${BUILD_VERSION} (the wheel, else the index): the two versions must agree.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert ADDON_CONFIG["version"] == project["version"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The Supervisor's and the add-on linter's rules, as JSON schema (tests/addon_schema.json says where each comes from)
+# ---------------------------------------------------------------------------------------------------------------
+def _repeats_default(
+    validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """The linter's `properties`: the standard checks, plus an error for a key that only repeats its default."""
+    if validator.is_type(instance, "object"):
+        for name, subschema in properties.items():
+            if "default" in subschema and name in instance and instance[name] == subschema["default"]:
+                yield jsonschema.ValidationError(f"'{name}' should be removed, it uses a default value")
+    yield from jsonschema.Draft7Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+def _deprecated(
+    validator: Any, deprecated: bool, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """Any use of a key flagged `deprecated` is an error; its `$comment` says why."""
+    if deprecated:
+        yield jsonschema.ValidationError(f"deprecated: {schema.get('$comment', 'no longer supported')}")
+
+
+AddonLinter = jsonschema.validators.extend(
+    jsonschema.Draft7Validator, {"properties": _repeats_default, "deprecated": _deprecated}
+)
+
+
+def lint_problems(document: Any, definition: str) -> list[str]:
+    """Every rule of tests/addon_schema.json's `definition` that `document` breaks, as `path: message`."""
+    schema = {"$ref": f"#/definitions/{definition}", "definitions": LINTER_SCHEMA["definitions"]}
+    validator = AddonLinter(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    return sorted(f"{error.json_path}: {error.message}" for error in validator.iter_errors(document))
+
+
+def test_the_linter_schema_is_valid_json_schema() -> None:
+    jsonschema.Draft7Validator.check_schema(LINTER_SCHEMA)
+
+
+def test_addon_config_follows_the_supervisors_rules() -> None:
+    assert lint_problems(ADDON_CONFIG, "config") == []
+
+
+def test_addon_translations_follow_the_supervisors_rules() -> None:
+    for file in sorted((ADDON / "translations").glob("*.yaml")):
+        assert lint_problems(yaml.safe_load(file.read_text(encoding="utf-8")), "translations") == [], file.name
+
+
+def test_build_yaml_is_gone() -> None:
+    # Deprecated since Supervisor 2026.04: the base image and the labels live in the Dockerfile.
+    assert not any((ADDON / f"build.{suffix}").exists() for suffix in ("yaml", "yml", "json"))
+
+
+LINT_CASES = [
+    # (id, document, definition, a problem the linter must report)
+    ("boot-default", {**ADDON_CONFIG, "boot": "auto"}, "config", "'boot' should be removed, it uses a default value"),
+    ("startup-default", {**ADDON_CONFIG, "startup": "application"}, "config", "'startup' should be removed"),
+    ("ingress-port-default", {**ADDON_CONFIG, "ingress_port": 8099}, "config", "'ingress_port' should be removed"),
+    ("init-default", {**ADDON_CONFIG, "init": True}, "config", "'init' should be removed"),
+    ("dropped-arch", {**ADDON_CONFIG, "arch": ["amd64", "armv7"]}, "config", "'armv7' is not one of"),
+    ("app-config-map", {**ADDON_CONFIG, "map": ["app_config:rw"]}, "config", "$.map[0]"),
+    ("watchdog", {**ADDON_CONFIG, "watchdog": "tcp://[HOST]:[PORT:8099]"}, "config", "use the Docker HEALTHCHECK"),
+    ("unknown-key", {**ADDON_CONFIG, "build_from": "x"}, "config", "'build_from' was unexpected"),
+    ("bad-option-type", {**ADDON_CONFIG, "schema": {"x": "string"}}, "config", "$.schema: {'x': 'string'} is not"),
+    ("list-in-list", {**ADDON_CONFIG, "schema": {"x": [["str"]]}}, "config", "$.schema: {'x': [['str']]} is not"),
+    ("timeout-too-long", {**ADDON_CONFIG, "timeout": 600}, "config", "600 is greater than the maximum of 300"),
+    ("translation-without-name", {"configuration": {"library": {"description": "x"}}}, "translations", "'name'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("document", "definition", "problem"), [case[1:] for case in LINT_CASES], ids=[c[0] for c in LINT_CASES]
+)
+def test_the_linter_schema_reports(document: dict[str, Any], definition: str, problem: str) -> None:
+    problems = lint_problems(document, definition)
+    assert any(problem in line for line in problems), problems
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The image: the Dockerfile's base, labels and how it installs the daemon
+# ---------------------------------------------------------------------------------------------------------------
+def dockerfile_instructions() -> list[str]:
+    """The Dockerfile's instructions, each on one line (continuation lines joined, comments dropped)."""
+    instructions: list[str] = []
+    pending = ""
+    for line in (ADDON / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        pending += line.strip()
+        if pending.endswith("\\"):
+            pending = pending[:-1]
+        else:
+            instructions.append(pending)
+            pending = ""
+    return instructions
+
+
+def test_dockerfile_names_the_multi_arch_base_image() -> None:
+    text = (ADDON / "Dockerfile").read_text(encoding="utf-8")
+    build_from = re.search(r"^ARG BUILD_FROM=(\S+)$", text, re.M)
+    assert build_from is not None, "the base image is a default of ARG BUILD_FROM (the Supervisor no longer passes it)"
+    assert re.fullmatch(r"ghcr\.io/home-assistant/base-python:3\.\d+-alpine3\.\d+", build_from.group(1))
+    assert re.search(r"^FROM \$\{?BUILD_FROM\}?$", text, re.M)
+    for label in ('io.hass.type="addon"', 'io.hass.version="${BUILD_VERSION}"', "org.opencontainers.image.title="):
+        assert label in text
+
+
+@pytest.mark.parametrize("wheel", [True, False], ids=["wheel-from-make-addon", "no-wheel"])
+def test_image_installs_the_wheel_else_the_package_of_its_version(tmp_path: Path, wheel: bool) -> None:
+    # The Dockerfile's install step, run by sh (busybox's in the image) with a stand-in pip that records its arguments;
+    # /tmp/addon, where the Dockerfile copies the add-on folder, is a temporary folder here.
+    install = [text for text in dockerfile_instructions() if text.startswith("RUN ") and "pip install" in text]
+    assert len(install) == 1, install
+    context = tmp_path / "addon"
+    context.mkdir()
+    version = ADDON_CONFIG["version"]
+    if wheel:
+        (context / f"aniworld_daemon-{version}-py3-none-any.whl").write_bytes(b"")
+    (context / "aniworld_daemon-0.0.1-py3-none-any.whl").write_bytes(b"")  # an old build: never installed
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pip").write_text('#!/bin/sh\nprintf "%s\\n" "$*" >> "$PIP_CALLS"\n', encoding="utf-8")
+    (bin_dir / "pip").chmod(0o755)
+    calls = tmp_path / "pip-calls"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PIP_CALLS": str(calls)}
+    env["BUILD_VERSION"] = version  # an ARG is in the environment of every RUN after it
+    script = install[0].removeprefix("RUN ").replace("/tmp/addon", str(context))
+    result = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    wanted = f"{context}/aniworld_daemon-{version}-py3-none-any.whl" if wheel else f"aniworld-daemon=={version}"
+    assert calls.read_text(encoding="utf-8").splitlines() == [f"install --no-cache-dir {wanted}"]
+    assert ("make addon" in result.stdout) is not wheel, "without the wheel the build log says how to make one"
+    assert not context.exists(), "the copy of the add-on folder is removed from the image"
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The run script: options -> effective config -> the daemon's own loader
 # ---------------------------------------------------------------------------------------------------------------
-# Just enough of bashio for the run script, with the real functions' semantics: a missing option reads as "null";
-# the Supervisor's API is asked with the add-on's token, and an error answer makes the function fail
-# (bashio:lib/api.sh `bashio::api.supervisor`, lib/services.sh, lib/addons.sh). Where bashio runs curl, the stub
-# runs `supervisor-get`, a small Python script on PATH (SUPERVISOR_GET), so the tests need no curl.
+# Just enough of bashio for the run script, with the real functions' semantics: the Supervisor's API is asked with
+# the add-on's token, and an error answer makes the function fail and log an ERROR line, as the real one does (so a
+# script that reads a service no add-on provides logs "Got unexpected response from the API: Service not enabled");
+# services.available asks with that output thrown away (bashio:lib/api.sh `bashio::api.supervisor`,
+# lib/services.sh, lib/addons.sh, lib/log.sh: logs go to stderr). Where bashio runs curl, the stub runs
+# `supervisor-get`, a small Python script on PATH (SUPERVISOR_GET), so the tests need no curl.
 BASHIO_STUB = r"""
-bashio::config() {
-    jq -r --arg key "$1" 'getpath($key | split(".")) | if . == null then "null" else . end' "$STUB_OPTIONS"
-}
-bashio::config.has_value() { local value; value=$(bashio::config "$1"); [[ "$value" != null && -n "$value" ]]; }
-bashio::config.false() { [[ "$(bashio::config "$1")" == false ]]; }
 bashio::var.true() { [[ "$1" == true ]]; }
 bashio::api.supervisor() {
     local response status
     response=$(supervisor-get "$1" "$2") || return 1
     status=${response##*$'\n'}
     response=${response%$'\n'*}
-    [[ "$status" == 200 && "$(jq -r '.result' <<<"$response")" == ok ]] || return 1
+    if [[ "$status" == 401 ]]; then
+        bashio::log.error "Unable to authenticate with the API, permission denied"
+        return 1
+    fi
+    if [[ "$(jq -r '.result' <<<"$response")" == error ]]; then
+        bashio::log.error "Got unexpected response from the API:" "$(jq -r '.message // empty' <<<"$response")"
+        return 1
+    fi
+    [[ "$status" == 200 ]] || return 1
     jq -c 'if .data == {} then empty else .data end' <<<"$response"
 }
 bashio::services.available() { bashio::api.supervisor GET "/services/$1" > /dev/null 2>&1; }
@@ -350,6 +492,7 @@ bashio::addon.slug() {
 }
 bashio::log.info() { echo "INFO: $*" >&2; }
 bashio::log.warning() { echo "WARNING: $*" >&2; }
+bashio::log.error() { echo "ERROR: $*" >&2; }
 """
 
 # bashio from June 2026 on: add-ons are apps (`bashio::app.*`); the old names still work but warn.
@@ -439,9 +582,8 @@ class Supervisor:
     async def _mqtt(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.json_response({"result": "error", "message": "Unauthorized"}, status=401)
-        if self.mqtt is None:
-            message = "There is no mqtt service in use from add-ons"
-            return web.json_response({"result": "error", "message": message}, status=400)
+        if self.mqtt is None:  # supervisor/api/services.py get_service: APIError, HTTP 400
+            return web.json_response({"result": "error", "message": "Service not enabled"}, status=400)
         return web.json_response({"result": "ok", "data": self.mqtt})
 
     async def _info(self, request: web.Request) -> web.Response:
@@ -449,13 +591,24 @@ class Supervisor:
             return web.json_response({"result": "error", "message": "Unauthorized"}, status=401)
         if self.slug is None:
             return web.json_response({"result": "error", "message": "Add-on is not available"}, status=400)
-        info = {"slug": self.slug, "name": ADDON_CONFIG["name"], "ingress": True, "ingress_port": 8099}
+        info = {"slug": self.slug, "name": ADDON_CONFIG["name"], "ingress": True, "ingress_port": INGRESS_PORT}
         return web.json_response({"result": "ok", "data": info})
 
 
 @dataclasses.dataclass(frozen=True)
+class ScriptRun:
+    """One run of the run script: its exit status, what it logged (stderr), and the config file it was to write."""
+
+    returncode: int
+    log: str
+    config_file: Path
+    daemon_args: list[str] | None  # how it started the daemon; None when it did not
+    configuration_url: str | None  # ANIWORLD_CONFIGURATION_URL as the daemon got it; None when it was not set
+
+
+@dataclasses.dataclass(frozen=True)
 class AddonRun:
-    """What one run of the run script made: the effective config (file and loaded), the environment, the log."""
+    """What a successful run of the run script made: the effective config (file and loaded), environment, log."""
 
     config_file: Path
     config: Config
@@ -463,11 +616,29 @@ class AddonRun:
     log: str  # what the script logged (stderr)
 
 
-class RunAddon(Protocol):
-    """The `run_addon` fixture: run the run script on options, with the Supervisor offering `mqtt_service`."""
+class RunScript(Protocol):
+    """The `run_script` fixture: run the run script on options (and aniworld.yaml), with `mqtt_service` offered."""
 
     async def __call__(
-        self, options: dict[str, Any], mqtt_service: dict[str, Any] | None, *, bashio_extra: str = ""
+        self,
+        options: dict[str, Any],
+        mqtt_service: dict[str, Any] | None,
+        *,
+        overrides: str | None = None,
+        bashio_extra: str = "",
+    ) -> ScriptRun: ...
+
+
+class RunAddon(Protocol):
+    """The `run_addon` fixture: run the run script, expect it to start the daemon, and load the config it made."""
+
+    async def __call__(
+        self,
+        options: dict[str, Any],
+        mqtt_service: dict[str, Any] | None,
+        *,
+        overrides: str | None = None,
+        bashio_extra: str = "",
     ) -> AddonRun: ...
 
 
@@ -481,22 +652,41 @@ async def supervisor() -> AsyncIterator[Supervisor]:
 
 
 @pytest.fixture
-def run_addon(tmp_path: Path, supervisor: Supervisor) -> RunAddon:
-    """Run the add-on's run script up to its `exec aniworld-daemon` (a stand-in on PATH records how it was called)."""
+def run_script(tmp_path: Path, supervisor: Supervisor) -> RunScript:
+    """Run the add-on's run script up to its `exec aniworld-daemon` (a stand-in on PATH records how it was called).
+
+    The add-on's paths move into tmp_path: /data/options.json, /data/effective-config.json and the add-on config
+    folder's aniworld.yaml (written from `overrides` when given). `python3` is this test's Python, which has PyYAML
+    as the image's Python has (the daemon's dependency).
+    """
     if shutil.which("jq") is None:
         pytest.fail("the add-on tests need jq (apt-get install jq), as the add-on's run script does")
 
-    async def run(options: dict[str, Any], mqtt_service: dict[str, Any] | None, *, bashio_extra: str = "") -> AddonRun:
+    async def run(
+        options: dict[str, Any],
+        mqtt_service: dict[str, Any] | None,
+        *,
+        overrides: str | None = None,
+        bashio_extra: str = "",
+    ) -> ScriptRun:
         supervisor.mqtt = mqtt_service
         options_file, config_file = tmp_path / "options.json", tmp_path / "effective.json"
         args_file, url_file = tmp_path / "args", tmp_path / "configuration-url"
-        url_file.unlink(missing_ok=True)
+        overrides_file = tmp_path / "addon_config" / "aniworld.yaml"
+        for stale in (args_file, url_file, overrides_file):
+            stale.unlink(missing_ok=True)
         options_file.write_text(json.dumps(options), encoding="utf-8")
+        if overrides is not None:
+            overrides_file.parent.mkdir(exist_ok=True)
+            overrides_file.write_text(overrides, encoding="utf-8")
         script = RUN_SCRIPT.read_text(encoding="utf-8")
-        assert "/data/options.json" in script
-        assert "/data/effective-config.json" in script
-        script = script.replace("/data/options.json", str(options_file))
-        script = script.replace("/data/effective-config.json", str(config_file))
+        for path, replacement in (
+            ("/data/options.json", options_file),
+            ("/data/effective-config.json", config_file),
+            ("/config/aniworld.yaml", overrides_file),
+        ):
+            assert path in script
+            script = script.replace(path, str(replacement))
         (tmp_path / "run").write_text(script, encoding="utf-8")
         (tmp_path / "bashio-stub").write_text(BASHIO_STUB + bashio_extra, encoding="utf-8")
         bin_dir = tmp_path / "bin"
@@ -510,12 +700,13 @@ def run_addon(tmp_path: Path, supervisor: Supervisor) -> RunAddon:
         )
         supervisor_get = bin_dir / "supervisor-get"
         supervisor_get.write_text(f"#!{sys.executable}\n{SUPERVISOR_GET}", encoding="utf-8")
-        for program in (fake_daemon, supervisor_get):
+        python3 = bin_dir / "python3"
+        python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+        for program in (fake_daemon, supervisor_get, python3):
             program.chmod(0o755)
         env = {
             **os.environ,
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "STUB_OPTIONS": str(options_file),
             "STUB_ARGS": str(args_file),
             "STUB_URL": str(url_file),
             "__BASHIO_SUPERVISOR_API": supervisor.url,
@@ -534,11 +725,33 @@ def run_addon(tmp_path: Path, supervisor: Supervisor) -> RunAddon:
             stderr=asyncio.subprocess.PIPE,
         )
         _, errors = await asyncio.wait_for(process.communicate(), 30)
-        log = errors.decode(errors="replace")
-        assert process.returncode == 0, log
-        assert args_file.read_text(encoding="utf-8").split() == ["run", "-c", str(config_file)]
-        url = url_file.read_text(encoding="utf-8") if url_file.exists() else None
-        return AddonRun(config_file, load_config(config_file), url, log)
+        assert process.returncode is not None
+        return ScriptRun(
+            returncode=process.returncode,
+            log=errors.decode(errors="replace"),
+            config_file=config_file,
+            daemon_args=args_file.read_text(encoding="utf-8").split() if args_file.exists() else None,
+            configuration_url=url_file.read_text(encoding="utf-8") if url_file.exists() else None,
+        )
+
+    return run
+
+
+@pytest.fixture
+def run_addon(run_script: RunScript) -> RunAddon:
+    """Run the add-on's run script; it must start the daemon with the config it wrote, which must load."""
+
+    async def run(
+        options: dict[str, Any],
+        mqtt_service: dict[str, Any] | None,
+        *,
+        overrides: str | None = None,
+        bashio_extra: str = "",
+    ) -> AddonRun:
+        result = await run_script(options, mqtt_service, overrides=overrides, bashio_extra=bashio_extra)
+        assert result.returncode == 0, result.log
+        assert result.daemon_args == ["run", "-c", str(result.config_file)], result.log
+        return AddonRun(result.config_file, load_config(result.config_file), result.configuration_url, result.log)
 
     return run
 
@@ -570,11 +783,44 @@ async def test_default_options_make_a_valid_config(
     config = result.config
     assert config.library.path == Path("/media/anime")
     assert config.data_dir == Path("/data")
-    assert (config.api.host, config.api.port, config.api.key) == ("0.0.0.0", ADDON_CONFIG["ingress_port"], None)
+    assert (config.api.host, config.api.port, config.api.key) == ("0.0.0.0", INGRESS_PORT, None)
     mq = config.mqtt
     assert (mq.enabled, mq.host, mq.port, mq.username, mq.password) == expected
     assert (mq.keepalive, mq.tls) == (60, None)
     assert stat.S_IMODE(result.config_file.stat().st_mode) == 0o600, "the effective config holds the MQTT password"
+    # Without an MQTT service too: the script asks whether it is there before reading it.
+    assert [line for line in result.log.splitlines() if line.startswith(("ERROR", "WARNING"))] == []
+
+
+async def test_reading_a_missing_service_logs_an_error_in_the_stand_in(tmp_path: Path, supervisor: Supervisor) -> None:
+    # What the run script avoids by asking first: bashio's own ERROR line when no add-on provides MQTT. The stand-in
+    # reproduces it, so the check above would catch a script that reads the service without asking.
+    supervisor.mqtt = None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "supervisor-get").write_text(f"#!{sys.executable}\n{SUPERVISOR_GET}", encoding="utf-8")
+    (bin_dir / "supervisor-get").chmod(0o755)
+    (tmp_path / "bashio-stub").write_text(BASHIO_STUB, encoding="utf-8")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "__BASHIO_SUPERVISOR_API": supervisor.url,
+        "SUPERVISOR_TOKEN": SUPERVISOR_TOKEN,
+    }
+    script = 'source "$1"; bashio::services.available mqtt || echo "not available"; bashio::services mqtt host || true'
+    process = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        script,
+        "check",
+        str(tmp_path / "bashio-stub"),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, errors = await asyncio.wait_for(process.communicate(), 30)
+    assert out.decode() == "not available\n"
+    assert errors.decode().splitlines() == ["ERROR: Got unexpected response from the API: Service not enabled"]
 
 
 async def test_the_stand_in_supervisor_wants_the_token(tmp_path: Path, supervisor: Supervisor) -> None:
@@ -700,6 +946,157 @@ async def test_cleared_tls_files_fall_back_to_the_system_cas(run_addon: RunAddon
     tls = {"enabled": True, "ca": "", "cert": None, "key": "", "insecure": False}
     config = (await run_addon({**OPTIONS, "mqtt": {**OPTIONS["mqtt"], "host": "broker.lan", "tls": tls}}, None)).config
     assert config.mqtt.tls == MqttTls(None, None, None, False)
+
+
+OVERRIDE_CASES = [
+    # (id, aniworld.yaml, what the daemon gets: (dotted key, value) pairs)
+    (
+        "nested-keys-over-the-form",
+        "downloads:\n  max_concurrent: 4\nprovider:\n  base_url: https://aniworld.example\n",
+        [("downloads.max_concurrent", 4), ("downloads.retries", 5), ("provider.base_url", "https://aniworld.example")],
+    ),
+    (
+        "lists-replace-and-may-be-yaml-lists",
+        "provider:\n  languages: [de-dub]\nseries:\n  - key: kaiju-no-8\n    seasons: [1, 2]\n",
+        [("provider.languages", ["de-dub"]), ("series", [{"key": "kaiju-no-8", "seasons": [1, 2]}])],
+    ),
+    (
+        "null-clears-an-option",
+        "library:\n  write_nfo: false\nschedule:\n  rescan: null\n",
+        [("library.write_nfo", False), ("schedule.rescan", None), ("library.path", "/media/anime")],
+    ),
+    (
+        "the-add-on-keeps-its-own-places",
+        "data_dir: /config/data\napi:\n  port: 9000\n  password: a-long-enough-password\n",
+        [("data_dir", "/data"), ("api.port", INGRESS_PORT), ("api.password", "a-long-enough-password")],
+    ),
+    (
+        "mqtt-broker-from-the-file-wins-over-the-service",
+        "mqtt:\n  host: broker.lan\n  tls:\n    enabled: true\n",
+        [("mqtt.host", "broker.lan"), ("mqtt.username", None), ("mqtt.tls", {"insecure": False})],
+    ),
+    ("empty-file", "# nothing yet\n", [("downloads.max_concurrent", 2), ("mqtt.host", "core-mosquitto")]),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"), [case[1:] for case in OVERRIDE_CASES], ids=[c[0] for c in OVERRIDE_CASES]
+)
+async def test_aniworld_yaml_is_merged_over_the_options(
+    run_addon: RunAddon, overrides: str, expected: list[tuple[str, Any]]
+) -> None:
+    result = await run_addon(OPTIONS, MOSQUITTO, overrides=overrides)
+    effective = json.loads(result.config_file.read_text(encoding="utf-8"))
+    for dotted, value in expected:
+        found: Any = effective
+        for key in dotted.split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        assert found == value, dotted
+    assert f"Merging {result.config_file.parent / 'addon_config' / 'aniworld.yaml'} over the options" in result.log
+
+
+async def test_without_aniworld_yaml_nothing_is_merged(run_addon: RunAddon) -> None:
+    result = await run_addon(OPTIONS, MOSQUITTO)
+    assert "Merging" not in result.log
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ("downloads: [max_concurrent: 4\n", "while parsing a flow sequence"),
+        ("- downloads\n", "expected settings like the options"),
+        ("mqtt:\n  password: !secret mqtt_password\n", "could not determine a constructor for the tag '!secret'"),
+    ],
+    ids=["invalid-yaml", "not-a-mapping", "secret-tag"],
+)
+async def test_an_unreadable_aniworld_yaml_stops_the_start_with_its_reason(
+    run_script: RunScript, overrides: str, problem: str
+) -> None:
+    result = await run_script(OPTIONS, None, overrides=overrides)
+    assert result.returncode == 1
+    assert result.daemon_args is None
+    assert problem in result.log
+    assert "ERROR: Could not read" in result.log
+
+
+async def test_aniworld_yaml_with_a_wrong_key_fails_in_the_daemons_check(run_addon: RunAddon) -> None:
+    # The merge passes what it reads; the daemon's validation names the problem (here: when the add-on starts it).
+    with pytest.raises(ConfigError, match="downloads -> max_parallel"):
+        await run_addon(OPTIONS, None, overrides="downloads:\n  max_parallel: 4\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `make addon`: the wheel the image installs, in a clean venv
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def addon_wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv holding only the wheel `make addon` put into addon/ and its dependencies (from the package index)."""
+    build = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "addon"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    wheels = [wheel.name for wheel in ADDON.glob("aniworld_daemon-*.whl")]
+    assert wheels == [f"aniworld_daemon-{ADDON_CONFIG['version']}-py3-none-any.whl"], "the name the Dockerfile installs"
+    venv = tmp_path_factory.mktemp("addon-wheel") / "venv"
+    # No pip of its own (ensurepip takes seconds): this venv's pip installs into it with --python.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    install = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            ADDON / wheels[0],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    return venv
+
+
+def test_make_addon_builds_a_wheel_git_ignores(addon_wheel_venv: Path) -> None:
+    wheel = f"addon/aniworld_daemon-{ADDON_CONFIG['version']}-py3-none-any.whl"
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--quiet", wheel], timeout=30, check=False)
+    assert ignored.returncode == 0, f"{wheel} must be ignored by git (.gitignore)"
+
+
+async def test_the_wheel_passes_check_config_on_what_the_run_script_makes(
+    addon_wheel_venv: Path, run_addon: RunAddon
+) -> None:
+    result = await run_addon(OPTIONS, MOSQUITTO)
+    # The installed package is the wheel's copy, not this checkout (the test venv has it as an editable install).
+    where = await asyncio.create_subprocess_exec(
+        addon_wheel_venv / "bin" / "python",
+        "-c",
+        "import aniworld_daemon; print(aniworld_daemon.__file__)",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=result.config_file.parent,
+    )
+    out, _ = await asyncio.wait_for(where.communicate(), 60)
+    assert Path(out.decode().strip()).is_relative_to(addon_wheel_venv)
+    check = await asyncio.create_subprocess_exec(
+        addon_wheel_venv / "bin" / "aniworld-daemon",
+        "check-config",
+        "-c",
+        result.config_file,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, errors = await asyncio.wait_for(check.communicate(), 60)
+    assert (check.returncode, errors.decode()) == (0, "")
+    assert out.decode() == (
+        f"{result.config_file}: valid (0 series, library /media/anime, MQTT on core-mosquitto:1883)\n"
+    )
 
 
 async def retained_messages(
@@ -864,38 +1261,3 @@ def test_sysusers_creates_the_unit_user_and_group() -> None:
     assert ["u", SERVICE["User"]] in [line[:2] for line in lines]
     assert ["g", SERVICE["Group"], "-"] in lines
     assert ["m", SERVICE["User"], SERVICE["Group"]] in lines
-
-
-@pytest.fixture
-def runnable_unit(tmp_path: Path) -> Path:
-    """A copy of the unit whose commands exist on any machine (the daemon is not installed at /usr/bin here)."""
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed (systemd is not the init system here)")
-    text, count = re.subn(r"^(ExecStart(?:Pre)?=)/usr/bin/aniworld-daemon ", r"\1/bin/true ", UNIT_TEXT, flags=re.M)
-    assert count == 2
-    copy = tmp_path / UNIT.name
-    copy.write_text(text, encoding="utf-8")
-    return copy
-
-
-def test_systemd_analyze_verify_is_silent(runnable_unit: Path) -> None:
-    result = subprocess.run(
-        ["systemd-analyze", "verify", runnable_unit], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
-
-
-def test_systemd_security_exposure_stays_low(runnable_unit: Path) -> None:
-    usage = subprocess.run(["systemd-analyze", "security", "--help"], capture_output=True, text=True, check=False)
-    if "--offline" not in usage.stdout:
-        pytest.skip("this systemd-analyze cannot rate a unit file offline (needs systemd 250 or newer)")
-    result = subprocess.run(
-        ["systemd-analyze", "security", "--offline=yes", runnable_unit],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
-    assert match is not None, result.stdout + result.stderr
-    assert float(match.group(1)) <= 2.0, result.stdout
