@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config.example.yaml
 # Debian packages the daemon needs at run time, and those the tests need on top (command:package).
 RUN_PACKAGES := ffmpeg:ffmpeg ffprobe:ffmpeg
-TEST_PACKAGES := $(RUN_PACKAGES) jq:jq wrk:wrk mosquitto:mosquitto openssl:openssl chromium:chromium strace:strace fusermount:fuse
+TEST_PACKAGES := $(RUN_PACKAGES) jq:jq wrk:wrk mosquitto:mosquitto openssl:openssl chromium:chromium strace:strace fusermount:fuse systemd-analyze:systemd
 
 .PHONY: run test lint check-config demo addon clean
 

@@ -102,3 +102,31 @@ def test_soak_quick_run_loses_nothing() -> None:
     assert result.returncode == 0, output
     for pattern in SOAK_FIGURES:
         assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
+
+
+# The footprint's quick run: the small size with one start and 3 downloads; every figure line names its target.
+FOOTPRINT_FIGURES = [
+    r"imports at start \(.*\): \d+ ms in a fresh interpreter",
+    r"small READY: [\d.]+ s after the process start, median of 1 \([\d.]+\) \(target < 1\.5 s\): (met|MISSED)",
+    r"small idle RSS after the start: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB\) \(target < 60 MB\): (met|MISSED)",
+    r"small idle RSS after one rescan and 3 downloads: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB; peak [\d.]+ MB\)"
+    r" \(target < 60 MB\): (met|MISSED)",
+    r"the rescan: [\d.]+ s, \d+ requests; the 3 downloads after it: [\d.]+ s",
+]
+
+
+@pytest.mark.timeout(SECONDS + 30)
+def test_footprint_quick_run_prints_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.footprint", "--quick"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        check=False,
+    )
+    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, output
+    for pattern in FOOTPRINT_FIGURES:
+        assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
