@@ -51,25 +51,39 @@ FIGURES = {
         r"emit -> client latency: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms \(target p99 < 100 ms\): (met|MISSED)",
         r"daemon RSS: [\d.]+ MB before the clients, [\d.]+ MB with \d+ clients connected \([+-]\d+ kB per client\)",
     ],
+    # the small size with one start and 3 downloads; every figure line names its target
+    "footprint": [
+        r"imports at start \(.*\): \d+ ms in a fresh interpreter",
+        r"small READY: [\d.]+ s after the process start, median of 1 \([\d.]+\) \(target < 1\.5 s\): (met|MISSED)",
+        r"small idle RSS after the start: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB\) \(target < 60 MB\): (met|MISSED)",
+        r"small idle RSS after one rescan and 3 downloads: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB; peak [\d.]+ MB\)"
+        r" \(target < 60 MB\): (met|MISSED)",
+        r"the rescan: [\d.]+ s, \d+ requests; the 3 downloads after it: [\d.]+ s",
+    ],
 }
 
 
-@pytest.mark.timeout(SECONDS + 30)
-@pytest.mark.parametrize("bench", list(FIGURES))
-def test_quick_run_prints_its_figures(bench: str) -> None:
+def check_quick_run(bench: str, patterns: list[str], seconds: int) -> None:
+    """Run `bench --quick`; it must exit 0 and print every pattern."""
     result = subprocess.run(
         [sys.executable, "-m", f"bench.{bench}", "--quick"],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=SECONDS,
+        timeout=seconds,
         check=False,
     )
     output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     assert result.returncode == 0, output
-    for pattern in FIGURES[bench]:
+    for pattern in patterns:
         assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
+
+
+@pytest.mark.timeout(SECONDS + 30)
+@pytest.mark.parametrize("bench", list(FIGURES))
+def test_quick_run_prints_its_figures(bench: str) -> None:
+    check_quick_run(bench, FIGURES[bench], SECONDS)
 
 
 # The soak judges itself: its quick run exits 1 when an episode is lost or stuck, a WebSocket client misses an event or
@@ -89,44 +103,4 @@ SOAK_FIGURES = [
 
 @pytest.mark.timeout(SOAK_SECONDS + 30)
 def test_soak_quick_run_loses_nothing() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "--quick"],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=SOAK_SECONDS,
-        check=False,
-    )
-    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, output
-    for pattern in SOAK_FIGURES:
-        assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
-
-
-# The footprint's quick run: the small size with one start and 3 downloads; every figure line names its target.
-FOOTPRINT_FIGURES = [
-    r"imports at start \(.*\): \d+ ms in a fresh interpreter",
-    r"small READY: [\d.]+ s after the process start, median of 1 \([\d.]+\) \(target < 1\.5 s\): (met|MISSED)",
-    r"small idle RSS after the start: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB\) \(target < 60 MB\): (met|MISSED)",
-    r"small idle RSS after one rescan and 3 downloads: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB; peak [\d.]+ MB\)"
-    r" \(target < 60 MB\): (met|MISSED)",
-    r"the rescan: [\d.]+ s, \d+ requests; the 3 downloads after it: [\d.]+ s",
-]
-
-
-@pytest.mark.timeout(SECONDS + 30)
-def test_footprint_quick_run_prints_its_figures() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.footprint", "--quick"],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=SECONDS,
-        check=False,
-    )
-    output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    assert result.returncode == 0, output
-    for pattern in FOOTPRINT_FIGURES:
-        assert re.search(pattern, result.stdout), f"{pattern!r} not printed; {output}"
+    check_quick_run("soak", SOAK_FIGURES, SOAK_SECONDS)
