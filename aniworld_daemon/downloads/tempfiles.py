@@ -33,23 +33,27 @@ _ATOMIC_TEMP_RE = re.compile(r"\.[0-9a-f]{12}\.tmp")
 # yt-dlp's state of an HLS download (which fragment comes next) and the fragment files it appends to the .part.
 _YTDL_SUFFIX = ".ytdl"
 _FRAGMENT_RE = re.compile(r"\.part-Frag\d+(?:\.part)?$")
+# What follows an item's stem in the names yt-dlp uses, <stem>[.temp|.f<format>].<ext>[.part[-Frag<N>]][.part][.ytdl],
+# or its promise; nothing of a stem that merely starts with ours ("x" must not claim "x.5.mp4"). One pattern for
+# every stem: a pattern per item id would fill Python's regex cache (512 entries) over a long run.
+_PARTIAL_SUFFIX_RE = re.compile(
+    r"(?:(?:\.temp|\.f[\w-]+)?\.[A-Za-z0-9]+(?:\.part(?:-Frag\d+)?)?(?:\.part)?(?:\.ytdl)?|"
+    + re.escape(PROMISE_SUFFIX)
+    + ")"
+)
 
 
 def partial_files(temp_dir: Path, stem: str) -> list[Path]:
     """Every file in temp_dir that belongs to `stem` (the finished file, .part, .ytdl, .part-FragN, .temp...)."""
-    # <stem>[.temp|.f<format>].<ext>[.part[-Frag<N>]][.part][.ytdl]: each name yt-dlp uses, and nothing of a stem
-    # that merely starts with ours ("x" must not claim "x.5.mp4").
-    pattern = re.compile(
-        re.escape(stem)
-        + r"(?:(?:\.temp|\.f[\w-]+)?\.[A-Za-z0-9]+(?:\.part(?:-Frag\d+)?)?(?:\.part)?(?:\.ytdl)?|"
-        + re.escape(PROMISE_SUFFIX)
-        + ")"
-    )
     try:
         entries = list(temp_dir.iterdir())
     except FileNotFoundError:
         return []
-    return sorted(path for path in entries if pattern.fullmatch(path.name) and path.is_file())
+    return sorted(
+        path
+        for path in entries
+        if path.name.startswith(stem) and _PARTIAL_SUFFIX_RE.fullmatch(path.name, len(stem)) and path.is_file()
+    )
 
 
 def remove_files(temp_dir: Path, stem: str) -> int:

@@ -22,7 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aniworld_daemon.app import Application
-from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME, TempFiles
+from aniworld_daemon.downloads.tempfiles import TEMP_DIR_NAME, TempFiles, partial_files
 from aniworld_daemon.downloads.verify import SourcePromise, check
 from aniworld_daemon.errors import ImportRefused
 from aniworld_daemon.models import Download, DownloadStatus
@@ -307,3 +307,27 @@ async def test_the_import_gate(name: str, media: Media, tmp_path: Path) -> None:
     assert "mp4" in ffprobe(path)["format"]["format_name"].split(",")
     assert info.duration == pytest.approx(media.duration, abs=0.5)
     assert os.listdir(tmp_path) == [path.name]  # the remux left no copy behind
+
+
+# Which temp files belong to item "abc": every name yt-dlp gives its files, its promise, and nothing of another item.
+PARTIAL_NAMES = [
+    ("abc.mp4", True),
+    ("abc.mp4.part", True),
+    ("abc.mp4.ytdl", True),
+    ("abc.mp4.part-Frag7", True),
+    ("abc.mp4.part-Frag7.part", True),
+    ("abc.temp.mp4", True),
+    ("abc.fhls-720.mp4.part", True),
+    ("abc.source.json", True),
+    ("abcd.mp4", False),  # another item whose id starts with ours
+    ("abc.5.mp4", False),
+    ("abc", False),
+    ("xabc.mp4", False),
+    (".0123456789ab.tmp", False),
+]
+
+
+def test_partial_files_claim_exactly_an_items_files(tmp_path: Path) -> None:
+    for name, _ in PARTIAL_NAMES:
+        (tmp_path / name).write_bytes(b"x")
+    assert partial_files(tmp_path, "abc") == sorted(tmp_path / name for name, belongs in PARTIAL_NAMES if belongs)
