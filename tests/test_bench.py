@@ -55,7 +55,8 @@ FIGURES = {
     "footprint": [
         r"imports at start \(.*\): \d+ ms in a fresh interpreter",
         r"small READY: [\d.]+ s after the process start, median of 1 \([\d.]+\) \(target < 1\.5 s\): (met|MISSED)",
-        r"small idle RSS after the start: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB\) \(target < 60 MB\): (met|MISSED)",
+        r"small idle RSS after the start: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB\)"
+        r" \(target < 60 MB\): (met|MISSED)",
         r"small idle RSS after one rescan and 3 downloads: [\d.]+ MB \(anon [\d.]+ MB, file [\d.]+ MB; peak [\d.]+ MB\)"
         r" \(target < 60 MB\): (met|MISSED)",
         r"the rescan: [\d.]+ s, \d+ requests; the 3 downloads after it: [\d.]+ s",
