@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     )
     from aniworld_daemon.rescan import ScanResult
     from aniworld_daemon.scheduler import ScheduleState
-    from aniworld_daemon.store.backups import Backup
+    from aniworld_daemon.store.backups import Backup, Restored
 
 
 def jsonable(value: Any) -> Any:
@@ -515,6 +515,19 @@ def backup_json(backup: Backup) -> dict[str, Any]:
         "size": backup.size,
         "created_at": backup.created_at.isoformat(),
         "reason": backup.reason.value,
+    }
+
+
+def restored_json(done: Restored) -> dict[str, Any]:
+    """What `restore --json` prints: the backup put back, where the old database and the config went."""
+    return {
+        "restored": str(done.source),
+        "created_at": done.created_at.isoformat() if done.created_at else None,
+        "schema_version": done.schema_version,
+        "database": str(done.database),
+        "config": str(done.config) if done.config else None,
+        "config_replaced": done.config_replaced,
+        "safety_backup": done.safety.name if done.safety else None,
     }
 
 

@@ -288,9 +288,7 @@ def _system_command(args: argparse.Namespace) -> int:
             )
         if args.command == "restore":
             done = system_commands.restore_backup(config, args.file, replace_config=args.replace_config)
-            return _print_output(
-                system_commands.restored_json(done) if args.json else system_commands.restore_text(done)
-            )
+            return _print_output(wire.restored_json(done) if args.json else system_commands.restore_text(done))
         if args.list:
             found_backups = system_commands.backups(config)
             if args.json:

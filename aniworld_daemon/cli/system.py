@@ -21,9 +21,9 @@ import aiohttp
 from aniworld_daemon.app import DB_FILE, Application
 from aniworld_daemon.cli.output import cut, place
 from aniworld_daemon.config import Config
-from aniworld_daemon.errors import DaemonUnreachable, StorageError
+from aniworld_daemon.errors import DaemonUnreachable
 from aniworld_daemon.store.backups import Backup, BackupReason, Restored, find_backup, list_backups, restore
-from aniworld_daemon.web.auth import KEY_FILE
+from aniworld_daemon.web.auth import KEY_FILE, read_key
 
 STATUS_TIMEOUT = 10.0  # seconds for all of `status`'s requests together
 # A daemon listening on every address is asked on the loopback one.
@@ -91,19 +91,6 @@ def restore_text(done: Restored) -> str:
     return "\n".join(lines)
 
 
-def restored_json(done: Restored) -> dict[str, Any]:
-    """`restore --json`."""
-    return {
-        "restored": str(done.source),
-        "created_at": done.created_at.isoformat() if done.created_at else None,
-        "schema_version": done.schema_version,
-        "database": str(done.database),
-        "config": str(done.config) if done.config else None,
-        "config_replaced": done.config_replaced,
-        "safety_backup": done.safety.name if done.safety else None,
-    }
-
-
 # --- status ---------------------------------------------------------------------------------------------------
 
 
@@ -122,22 +109,10 @@ def daemon_address(config: Config) -> str:
     return f"http://[{host}]:{config.api.port}" if ":" in host else f"http://{host}:{config.api.port}"
 
 
-def read_key(config: Config) -> str | None:
-    """The API key: api.key, else the one the daemon generated in the data dir (never made here)."""
-    if config.api.key:
-        return config.api.key
-    try:
-        return (config.data_dir / KEY_FILE).read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise StorageError(f"cannot read the API key {config.data_dir / KEY_FILE}: {err.strerror or err}") from err
-
-
 async def status(config: Config) -> Status:
     """Ask the running daemon for its status and its queue; DaemonUnreachable when it does not answer."""
     address = daemon_address(config)
-    key = read_key(config)
+    key = config.api.key or read_key(config.data_dir)
     headers = {"X-Api-Key": key} if key else {}
     try:
         async with aiohttp.ClientSession(

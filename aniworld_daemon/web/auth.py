@@ -55,16 +55,23 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def load_or_create_key(data_dir: Path) -> str:
-    """The generated API key in `data_dir`, created (mode 0600) on the first call. Raises StorageError."""
+def read_key(data_dir: Path) -> str | None:
+    """The API key generated in `data_dir`, or None when there is none (never made here). Raises StorageError."""
     path = data_dir / KEY_FILE
     try:
         text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        text = ""
+        return None
     except OSError as err:
         raise StorageError(f"cannot read the API key {path}: {err.strerror or err}") from err
-    if len(text) >= 16:
+    return text if len(text) >= 16 else None
+
+
+def load_or_create_key(data_dir: Path) -> str:
+    """The generated API key in `data_dir`, created (mode 0600) on the first call. Raises StorageError."""
+    path = data_dir / KEY_FILE
+    text = read_key(data_dir)
+    if text is not None:
         return text
     key = secrets.token_urlsafe(KEY_BYTES)
     # Created 0600 from the start: the umask must not leave a moment in which others could read it.
