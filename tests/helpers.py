@@ -107,6 +107,23 @@ def query(database: Path, sql: str, *values: object) -> list[tuple[Any, ...]]:
         connection.close()
 
 
+def downgrade_to_schema_1(database: Path, source: str = "config") -> None:
+    """Turn a current database into one as the first release left it: schema 1, one series (`frieren`)."""
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TABLE seasons")
+        conn.execute("DROP TABLE sessions")  # schema 3
+        conn.execute("DROP INDEX downloads_status")
+        for column in ("alternative_titles", "folder_matched", "refreshed_at"):
+            conn.execute(f"ALTER TABLE series DROP COLUMN {column}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO series (key, site, title, folder, monitored, source, added_at, updated_at)"
+            " VALUES ('frieren', 'aniworld.to', 'Frieren', 'Frieren (2023)', 1, ?, 0, 0)",
+            (source,),
+        )
+    conn.close()
+
+
 def integrity(database: Path) -> str:
     """SQLite's integrity check of the daemon's database (read-only: works on a crashed WAL database too)."""
     [(result,)] = query(database, "PRAGMA integrity_check")

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import signal
-import sqlite3
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from aniworld_daemon.scheduler import Scheduler, first_backup_due
 from aniworld_daemon.store.backups import BACKUP_DIR, DB_MEMBER, MANIFEST_MEMBER, BackupReason, list_backups
 from aniworld_daemon.store.migrations import SCHEMA_VERSION
 from tests.fakesite.server import FakeSite
-from tests.helpers import Daemon, StartApp, cli, integrity, minimal_config, query, until
+from tests.helpers import Daemon, StartApp, cli, downgrade_to_schema_1, integrity, minimal_config, query, until
 
 SERIES = "die-kleinen-baeren"  # season 1: three episodes, German dub on every hoster
 OTHER = "blade-of-dawn"
@@ -157,18 +156,7 @@ async def test_a_migration_is_preceded_by_a_backup_of_the_old_file(start_app: St
     folder = app.config.data_dir / BACKUP_DIR
     assert list_backups(folder) == []  # a fresh database had nothing to keep
     database = app.config.data_dir / DB_FILE
-    with sqlite3.connect(database) as conn:  # the file as the first release left it: schema 1, one series
-        conn.execute("DROP TABLE seasons")
-        conn.execute("DROP TABLE sessions")
-        conn.execute("DROP INDEX downloads_status")
-        for column in ("alternative_titles", "folder_matched", "refreshed_at"):
-            conn.execute(f"ALTER TABLE series DROP COLUMN {column}")
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute(
-            "INSERT INTO series (key, site, title, folder, monitored, source, added_at, updated_at)"
-            " VALUES ('frieren', 'aniworld.to', 'Frieren', 'Frieren (2023)', 1, 'api', 0, 0)"
-        )
-    conn.close()
+    downgrade_to_schema_1(database, "api")
 
     migrated = await start_app(QUIET)
     [taken] = list_backups(folder)

@@ -28,6 +28,7 @@ from aniworld_daemon.models import (
 )
 from aniworld_daemon.store.database import Database
 from aniworld_daemon.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from tests.helpers import downgrade_to_schema_1
 
 # Microseconds and a non-UTC offset on purpose: both must survive the epoch-seconds round trip.
 T0 = datetime(2024, 5, 1, 14, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
@@ -105,18 +106,7 @@ async def test_a_version_1_database_migrates_with_its_rows(tmp_path: Path) -> No
     old = Database(path)
     await old.open()
     await old.close()
-    with sqlite3.connect(path) as conn:  # a database as the first release left it: schema 1, one series
-        conn.execute("DROP TABLE seasons")
-        conn.execute("DROP TABLE sessions")  # schema 3
-        conn.execute("DROP INDEX downloads_status")
-        for column in ("alternative_titles", "folder_matched", "refreshed_at"):
-            conn.execute(f"ALTER TABLE series DROP COLUMN {column}")
-        conn.execute("PRAGMA user_version = 1")
-        conn.execute(
-            "INSERT INTO series (key, site, title, folder, monitored, source, added_at, updated_at)"
-            " VALUES ('frieren', 'aniworld.to', 'Frieren', 'Frieren (2023)', 1, 'config', 0, 0)"
-        )
-    conn.close()
+    downgrade_to_schema_1(path)
 
     db = Database(path)
     await db.open()
