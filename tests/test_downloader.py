@@ -212,6 +212,23 @@ async def test_an_episode_fails_after_its_retries(start_engine: StartEngine, fak
     assert await app.db.list_downloads() == []
 
 
+async def test_a_failed_item_whose_episode_was_downloaded_meanwhile_is_not_retried(
+    start_engine: StartEngine, fakesite: FakeSite
+) -> None:
+    fakesite.knobs.fail_media["doodstream"] = 10**6
+    app, _ = await start_engine(hosters="[doodstream]", downloads="  retries: 1\n")
+    [item] = await app.downloader.add(KEY, [(1, 1)])
+    [failed] = await finished(app, item.id)
+    assert failed.status is DownloadStatus.FAILED
+    fakesite.knobs.fail_media["doodstream"] = 0
+    [again] = await app.downloader.add(KEY, [(1, 1)])  # as a later rescan queues the missing episode again
+    await finished(app, again.id)
+
+    assert await app.downloader.retry() == 0  # nothing is left to retry: no second item completes the episode
+    assert (await app.db.get_download(item.id)).status is DownloadStatus.FAILED  # type: ignore[union-attr]
+    assert len(await app.db.list_history(kind=HistoryKind.DOWNLOAD_COMPLETED)) == 1
+
+
 async def test_a_blocked_site_waits_for_its_cooldown_without_counting_an_attempt(
     start_engine: StartEngine, fakesite: FakeSite
 ) -> None:

@@ -120,7 +120,17 @@ class Outcomes:
     async def retried(self, items: Sequence[Download]) -> list[str]:
         """Failed or cancelled items `pending` again from attempt one; return the ids that were."""
         retried: list[str] = []
+        downloaded = {
+            (episode.series_key, episode.season, episode.number)
+            for key in {item.series_key for item in items}
+            for episode in await self._db.list_episodes(key)
+            if episode.state is EpisodeState.DOWNLOADED
+        }
         for item in items:
+            if (item.series_key, item.season, item.number) in downloaded:
+                # Another item (queued again by a rescan) got the episode meanwhile: nothing is left to retry.
+                LOGGER.info("Not retrying %s: %s is downloaded already", item.id, item.label)
+                continue
             try:
                 await self._db.update_download(
                     item.id,
